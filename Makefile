@@ -1,0 +1,32 @@
+# Quick start: `make demo` (ingest generated photos and search them) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIXEL_DETECTIVE_HOME ?= $(CURDIR)/.pixel_detective
+export DAGSTER_HOME ?= $(PIXEL_DETECTIVE_HOME)/dagster_home
+
+.PHONY: install demo test dev bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch/torchvision first: pinned to the builds available locally on these machines
+	$(BIN)/pip install --quiet "torch==2.14.1" "torchvision==0.29.1" || $(BIN)/pip install --quiet torch torchvision
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/pixel-detective demo --folder demo_images --query "a cat"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+dev: $(STAMP)
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
+
+clean:
+	rm -rf $(VENV) .pixel_detective demo_images

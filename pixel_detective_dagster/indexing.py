@@ -1,0 +1,83 @@
+"""Bring a collection's index in line with one batch: upsert its contents, fix or drop touched points."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pixel_detective_dagster.catalog import Catalog
+from pixel_detective_dagster.vector_index import IndexPoint, VectorIndex, point_id
+
+PAYLOAD_FIELDS = (
+    "format", "width", "height", "frames", "size", "taken_at", "camera_make", "camera_model",
+    "orientation", "gps_lat", "gps_lon",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BatchFeatures:
+    """Everything the upstream assets produced for one batch."""
+
+    manifest: pd.DataFrame
+    thumbnails: pd.DataFrame
+    hashes: list[str]
+    vectors: np.ndarray
+    captions: dict[str, str]
+    models: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IndexSync:
+    upserted: int
+    payload_updated: int
+    deleted: int
+
+
+def sync_batch(catalog: Catalog, index: VectorIndex, collection: str, key: str, features: BatchFeatures) -> IndexSync:
+    """Upsert every fully processed content of the batch; re-point or delete every other touched one."""
+    thumbs = features.thumbnails.set_index("hash")
+    ready = [
+        (h, v)
+        for h, v in zip(features.hashes, features.vectors)
+        if h in features.captions and h in thumbs.index and thumbs.at[h, "status"] == "ok"
+    ]
+    rows = features.manifest[features.manifest["status"] == "ok"].drop_duplicates("hash").set_index("hash")
+    touched = set(features.manifest["hash"].dropna()) | catalog.batch_old_hashes(key)
+    paths = catalog.paths_by_hash(collection, touched | {h for h, _ in ready})
+    points = [
+        IndexPoint(point_id(collection, h), v, _payload(collection, key, h, paths[h], rows.loc[h], thumbs.at[h, "thumbnail"], features))
+        for h, v in ready
+        if paths[h]
+    ]
+    ready_hashes = {p.payload["hash"] for p in points}
+    others = touched - ready_hashes
+    gone = [point_id(collection, h) for h in others if not paths.get(h)]
+    moved = {point_id(collection, h): {"paths": paths[h], "path": paths[h][0]} for h in others if paths.get(h)}
+    index.upsert(points)
+    index.set_payload(moved)
+    index.delete(gone)
+    catalog.mark_indexed(collection, key)
+    return IndexSync(len(points), len(moved), len(gone))
+
+
+def _payload(collection: str, key: str, content: str, paths: list[str], row: pd.Series, thumbnail: str, features: BatchFeatures) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "collection": collection,
+        "hash": content,
+        "path": paths[0],
+        "paths": paths,
+        "caption": features.captions[content],
+        "thumbnail": thumbnail,
+        "batch": key,
+        **features.models,
+    }
+    for name in PAYLOAD_FIELDS:
+        value = row.get(name)
+        if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+            continue
+        payload[name] = value.item() if hasattr(value, "item") else value
+    return payload

@@ -1,0 +1,84 @@
+"""Synchronous ingest through Dagster: register, scan, add partitions, run the graph in this process."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dagster import DagsterInstance, build_resources
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from pixel_detective_dagster.layout import PARTITIONS_NAME, resolve_home
+from pixel_detective_dagster.resources import resources_from_env
+from pixel_detective_dagster.scanning import DEFAULT_BATCH_SIZE, scan_collection
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class IngestReport:
+    collection: str
+    files_seen: int
+    upserts: int
+    deletes: int
+    batches: list[str]
+    seconds: float
+    success: bool
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    run_id: str | None = None
+    random_weights: bool = False
+
+
+def ensure_dagster_home(home: Path) -> Path:
+    """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI."""
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home").resolve()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return dagster_home
+
+
+def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, echo: Echo = print) -> IngestReport:
+    """Ingest ``folder`` as ``collection``; runs every not-yet-registered batch of it in one Dagster run."""
+    from pixel_detective_dagster.definitions import defs
+
+    start = time.perf_counter()
+    home = resolve_home()
+    ensure_dagster_home(home)
+    with build_resources(resources_from_env()) as resources:
+        catalog = resources.storage.catalog
+        catalog.register_collection(collection, folder)
+        scan = scan_collection(catalog, collection, batch_size)
+        echo(f"scanned {scan.files_seen} image files in {folder}: {scan.summary['upserts']} new or changed, "
+             f"{scan.summary['deletes']} deleted")  # fmt: skip
+        instance = DagsterInstance.get()
+        known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
+        todo = [k for k in catalog.batch_keys(collection) if k not in known] + scan.new_batches
+        todo = sorted(set(todo))
+        report = IngestReport(collection, scan.files_seen, scan.summary["upserts"], scan.summary["deletes"], todo, 0.0, True)
+        if not todo:
+            report.seconds = time.perf_counter() - start
+            echo("nothing to do: the index is up to date")
+            return report
+        echo("loading models ...")
+        _, clip_loaded = resources.clip_model.load()
+        _, caption_loaded = resources.caption_model.load()
+        report.random_weights = clip_loaded.random_weights or caption_loaded.random_weights
+        instance.add_dynamic_partitions(PARTITIONS_NAME, todo)
+        echo(f"materializing {len(todo)} batch(es) {todo[0]} .. {todo[-1]} through Dagster ...")
+        result = defs.get_job_def("ingest_batches").execute_in_process(
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            tags={ASSET_PARTITION_RANGE_START_TAG: todo[0], ASSET_PARTITION_RANGE_END_TAG: todo[-1]},
+            raise_on_error=False,
+        )
+        report.run_id, report.success = result.run_id, result.success
+        report.failures = catalog.failures(collection, todo)
+        if not result.success:
+            for event in result.all_events:
+                if event.is_step_failure and event.step_failure_data.error:
+                    echo(f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
+    report.seconds = time.perf_counter() - start
+    return report

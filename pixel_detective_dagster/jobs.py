@@ -1,0 +1,12 @@
+"""Jobs over the asset graph."""
+
+from dagster import AssetSelection, define_asset_job
+
+from pixel_detective_dagster.assets import ALL_ASSETS, image_batches
+
+ingest_job = define_asset_job(
+    "ingest_batches",
+    selection=AssetSelection.assets(*ALL_ASSETS),
+    partitions_def=image_batches,
+    description="Take ingest batches through the whole graph: manifest to clusters.",
+)

@@ -1,0 +1,109 @@
+"""open_clip image and text encoders loaded by architecture + pretrained tag, checkpoint or directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pixel_detective_dagster.models.device import autocast_for, precision_for, resolve_device, use_all_cores
+from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
+
+CLIP_MODEL_ENV = "PIXEL_DETECTIVE_CLIP_MODEL"
+CLIP_PRETRAINED_ENV = "PIXEL_DETECTIVE_CLIP_PRETRAINED"
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
+
+
+@dataclass
+class ClipEncoder:
+    """A loaded open_clip model with its preprocessing, tokenizer and identity."""
+
+    model: torch.nn.Module
+    preprocess: object
+    tokenizer: object
+    device: torch.device
+    identity: str
+    image_size: int
+    dim: int
+    random_weights: bool
+
+    @torch.inference_mode()
+    def encode_images(self, pixels: torch.Tensor) -> np.ndarray:
+        """L2-normalised float32 embeddings for a batch of preprocessed image tensors."""
+        pixels = pixels.to(self.device, non_blocking=True)
+        with autocast_for(self.device):
+            features = self.model.encode_image(pixels)
+        return _normalise(features)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        tokens = self.tokenizer(texts).to(self.device)
+        with autocast_for(self.device):
+            features = self.model.encode_text(tokens)
+        return _normalise(features)
+
+
+def _normalise(features: torch.Tensor) -> np.ndarray:
+    features = torch.nn.functional.normalize(features.float(), dim=-1)
+    return features.cpu().numpy().astype(np.float32)
+
+
+def open_clip_name(model: str) -> str:
+    """A directory becomes open_clip's ``local-dir:`` schema; names and ``hf-hub:`` ids pass through."""
+    if not model.startswith(("hf-hub:", "local-dir:")) and Path(model).expanduser().is_dir():
+        return f"local-dir:{Path(model).expanduser().resolve()}"
+    return model
+
+
+def load_clip(model: str = DEFAULT_CLIP_MODEL, pretrained: str | None = None, device: str = "auto") -> tuple[ClipEncoder, float, bool]:
+    """Load (once per process) and return (encoder, load seconds, was already loaded)."""
+    name = open_clip_name(model)
+    if not name.startswith(("hf-hub:", "local-dir:")):
+        pretrained = pretrained or (DEFAULT_CLIP_PRETRAINED if name == DEFAULT_CLIP_MODEL else None)
+        if not pretrained:
+            raise ModelLoadError(
+                f"CLIP architecture {model!r} needs weights: set {CLIP_PRETRAINED_ENV} to an open_clip tag or a "
+                f"checkpoint file, or set {CLIP_MODEL_ENV} to a model directory"
+            )
+    torch_device = resolve_device(device)
+    return load_once(("clip", name, pretrained, str(torch_device)), lambda: _load(name, pretrained, torch_device))
+
+
+def _load(name: str, pretrained: str | None, device: torch.device) -> ClipEncoder:
+    import open_clip
+
+    use_all_cores()
+    local_dir = Path(name.removeprefix("local-dir:")) if name.startswith("local-dir:") else None
+    if local_dir is not None and not any(local_dir.glob("*.safetensors")) and not any(local_dir.glob("*.bin")):
+        raise ModelLoadError(f"no CLIP weights (*.safetensors / *.bin) in {local_dir}; check {CLIP_MODEL_ENV}")
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+        tokenizer = open_clip.get_tokenizer(name)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"cannot load CLIP model {name!r} (pretrained={pretrained!r}): {exc}. Set {CLIP_MODEL_ENV} and "
+            f"{CLIP_PRETRAINED_ENV} to weights available on this machine (an open_clip tag in the Hugging Face "
+            "cache, a checkpoint file, or a model directory), or create test models with "
+            "`pixel-detective models make-tiny DIR`."
+        ) from exc
+    model.eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    size = model.visual.image_size
+    image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+    with torch.inference_mode():
+        dim = int(model.encode_text(tokenizer(["probe"]).to(device)).shape[-1])
+    random_weights = bool(local_dir and is_tiny_config(local_dir / "open_clip_config.json"))
+    if local_dir is not None:
+        weights = weights_checksum(local_dir)
+    elif pretrained and Path(pretrained).is_file():
+        weights = weights_checksum(Path(pretrained))
+    else:
+        weights = pretrained or "hub-default"
+    arch = local_dir.name if local_dir else name
+    identity = f"open_clip:{arch}:{weights}:{precision_for(device)}"
+    return ClipEncoder(model, preprocess, tokenizer, device, identity, image_size, dim, random_weights)
+

@@ -1,0 +1,84 @@
+"""Tiny random-weight CLIP and BLIP models, saved in the same formats as real checkpoints.
+
+They exist so tests and network-less demos exercise the real loading code; their outputs are not
+semantic, and their configs carry a marker so every result made with them says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from pixel_detective_dagster.models.registry import TINY_MARKER
+
+TINY_IMAGE_SIZE = 64
+_CAPTION_WORDS = (
+    "a an the photo picture of with on in and near at cat dog person man woman child rocket coffee cup "
+    "sky space astronaut city street building tree flower water beach mountain car red blue green white "
+    "black yellow small large sitting standing close up view"
+).split()
+_SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+
+
+def make_tiny_models(target: Path, seed: int = 0) -> dict[str, Path]:
+    """Write ``target/clip`` (open_clip local dir) and ``target/blip`` (transformers dir)."""
+    torch.manual_seed(seed)
+    return {"clip": make_tiny_clip(target / "clip"), "blip": make_tiny_blip(target / "blip")}
+
+
+def make_tiny_clip(target: Path) -> Path:
+    import open_clip
+    from safetensors.torch import save_file
+
+    model_cfg = {
+        "embed_dim": 64,
+        "vision_cfg": {"image_size": TINY_IMAGE_SIZE, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+    }
+    target.mkdir(parents=True, exist_ok=True)
+    config = {
+        "model_cfg": model_cfg,
+        "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
+        TINY_MARKER: True,
+    }
+    (target / "open_clip_config.json").write_text(json.dumps(config, indent=2))
+    model = open_clip.CLIP(**model_cfg)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(target / "open_clip_model.safetensors"))
+    return target
+
+
+def make_tiny_blip(target: Path) -> Path:
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    vocab = {word: i for i, word in enumerate(_SPECIAL + _CAPTION_WORDS)}
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
+    tokenizer.add_special_tokens({"bos_token": "[DEC]"})
+    config = BlipConfig(
+        text_config={
+            "vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "max_position_embeddings": 64, "encoder_hidden_size": 32,
+            "bos_token_id": vocab["[DEC]"], "pad_token_id": vocab["[PAD]"], "sep_token_id": vocab["[SEP]"],
+        },
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "image_size": TINY_IMAGE_SIZE, "patch_size": 16},
+        projection_dim=32,
+    )  # fmt: skip
+    setattr(config, TINY_MARKER, True)
+    model = BlipForConditionalGeneration(config)
+    with torch.no_grad():  # random logits favour special tokens; make captions out of words instead
+        model.text_decoder.cls.predictions.bias[[vocab[t] for t in _SPECIAL]] = -1e4
+    processor = BlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}),
+        tokenizer=tokenizer,
+    )
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
+    return target

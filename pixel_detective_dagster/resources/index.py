@@ -1,0 +1,28 @@
+"""Vector index resource: embedded qdrant-edge by default, a Qdrant server when ``url`` is set."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+
+from pixel_detective_dagster.layout import DataLayout, validate_collection
+from pixel_detective_dagster.vector_index import EdgeIndex, ServerIndex, VectorIndex
+
+
+class VectorIndexResource(ConfigurableResource):
+    url: str | None = None
+    api_key: str | None = None
+    prefer_grpc: bool = False
+    collection_prefix: str = "pixel_detective_"
+
+    def for_collection(self, layout: DataLayout, collection: str, dim: int | None = None) -> VectorIndex:
+        validate_collection(collection)
+        if not self.url:
+            return EdgeIndex(layout.index_dir(collection), dim)
+        from qdrant_client import QdrantClient
+
+        client = QdrantClient(url=self.url, api_key=self.api_key, prefer_grpc=self.prefer_grpc)
+        return ServerIndex(client, f"{self.collection_prefix}{collection}", dim)
+
+    @property
+    def backend(self) -> str:
+        return "qdrant-server" if self.url else "qdrant-edge"

@@ -1,0 +1,104 @@
+"""Walk a collection's folder and turn what changed since the last scan into ingest batches."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pixel_detective_dagster.catalog import Catalog, Change
+
+IMAGE_EXTENSIONS = frozenset(
+    {
+        ".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+        ".heic", ".heif", ".avif", ".jxl",
+        ".dng", ".cr2", ".cr3", ".nef", ".arw", ".rw2", ".orf", ".raf",
+    }
+)  # fmt: skip
+DEFAULT_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class SeenFile:
+    path: str  # relative to the collection root, POSIX separators
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    collection: str
+    files_seen: int
+    changes: list[Change]
+    new_batches: list[str]
+
+    @property
+    def summary(self) -> dict[str, int]:
+        kinds = [c.kind for c in self.changes]
+        return {
+            "files_seen": self.files_seen,
+            "upserts": kinds.count("upsert"),
+            "deletes": kinds.count("delete"),
+            "new_batches": len(self.new_batches),
+        }
+
+
+def walk_images(root: Path) -> list[SeenFile]:
+    """Every file under ``root`` with an image extension (hidden entries skipped).
+
+    Directory symlinks are not followed (no loops); a file whose stat fails (broken symlink,
+    symlink loop) is still listed, with size -1, so its failure gets recorded instead of ignored.
+    """
+    found: list[SeenFile] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+                continue
+            if os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            try:
+                st = entry.stat()
+                if not os.path.isfile(entry.path):
+                    continue  # a symlink to a directory named like an image
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:
+                size, mtime = -1, 0
+            found.append(SeenFile(Path(entry.path).relative_to(root).as_posix(), size, mtime))
+    return found
+
+
+def diff_against_catalog(catalog: Catalog, collection: str, seen: list[SeenFile]) -> list[Change]:
+    """New, changed (size or mtime) and deleted files relative to the catalog's last view."""
+    known = catalog.file_states(collection)
+    changes = [
+        Change(f.path, "upsert", f.size, f.mtime_ns)
+        for f in seen
+        if (state := known.get(f.path)) is None
+        or state.status == "deleted"
+        or (state.size, state.mtime_ns) != (f.size, f.mtime_ns)
+    ]
+    present = {f.path for f in seen}
+    changes += [
+        Change(path, "delete") for path, state in known.items() if state.status != "deleted" and path not in present
+    ]
+    return sorted(changes, key=lambda c: c.path)
+
+
+def scan_collection(catalog: Catalog, collection: str, batch_size: int = DEFAULT_BATCH_SIZE) -> ScanResult:
+    """Scan one registered collection and record its changes as new batches."""
+    root = catalog.collection(collection).root
+    if not root.is_dir():
+        raise FileNotFoundError(f"collection {collection!r} folder {root} does not exist or is not a directory")
+    seen = walk_images(root)
+    changes = diff_against_catalog(catalog, collection, seen)
+    keys = catalog.create_batches(collection, changes, batch_size) if changes else []
+    return ScanResult(collection, len(seen), changes, keys)
