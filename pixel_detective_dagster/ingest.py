@@ -36,6 +36,7 @@ def ensure_dagster_home(home: Path) -> Path:
     """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI."""
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home").resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").touch()
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dagster_home
 
@@ -68,7 +69,7 @@ def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, 
         report.random_weights = clip_loaded.random_weights or caption_loaded.random_weights
         instance.add_dynamic_partitions(PARTITIONS_NAME, todo)
         echo(f"materializing {len(todo)} batch(es) {todo[0]} .. {todo[-1]} through Dagster ...")
-        result = defs.get_job_def("ingest_batches").execute_in_process(
+        result = defs.resolve_job_def("ingest_batches").execute_in_process(
             instance=instance,
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             tags={ASSET_PARTITION_RANGE_START_TAG: todo[0], ASSET_PARTITION_RANGE_END_TAG: todo[-1]},

@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny random-weight models (made once) and an isolated data directory per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pixel_detective_dagster.sample_images import generate_folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from pixel_detective_dagster.models.tiny import make_tiny_models
+
+    return make_tiny_models(tmp_path_factory.mktemp("tiny_models"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def numba_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One numba cache for the whole session, so UMAP's JIT cost is paid once."""
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "pixel_detective_numba"))
+
+
+@pytest.fixture
+def env(tmp_path: Path, tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data directory + DAGSTER_HOME wired to the tiny models; returns the data directory."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("PIXEL_DETECTIVE_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("PIXEL_DETECTIVE_CLIP_MODEL", str(tiny_models["clip"]))
+    monkeypatch.setenv("PIXEL_DETECTIVE_CAPTION_MODEL", str(tiny_models["blip"]))
+    monkeypatch.setenv("PIXEL_DETECTIVE_DEVICE", "cpu")
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    return home
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    generate_folder(folder, 6, "small")
+    return folder
