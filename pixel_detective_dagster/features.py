@@ -5,11 +5,12 @@ This is what makes identical content cost one model pass, and a re-ingest cost n
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+from pixel_detective_dagster.sqlite_store import open_sqlite, write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS embeddings (model TEXT, hash TEXT, vector BLOB, PRIMARY KEY (model, hash));
@@ -19,11 +20,7 @@ CREATE TABLE IF NOT EXISTS captions (model TEXT, hash TEXT, caption TEXT, PRIMAR
 
 class FeatureCache:
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, timeout=120, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        self._conn = open_sqlite(path, _SCHEMA)
 
     def close(self) -> None:
         self._conn.close()
@@ -41,13 +38,8 @@ class FeatureCache:
         return found
 
     def _put(self, table: str, model: str, values: list[tuple[str, object]]) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)", [(model, h, v) for h, v in values])
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        with write_transaction(self._conn) as conn:
+            conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)", [(model, h, v) for h, v in values])
 
     def get_vectors(self, model: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         return {h: np.frombuffer(blob, dtype=np.float32) for h, blob in self._get("embeddings", "vector", model, hashes).items()}  # type: ignore[arg-type]

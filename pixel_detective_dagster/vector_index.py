@@ -42,6 +42,12 @@ class Hit:
     payload: dict[str, Any]
 
 
+def _as_point(record: Any, with_vectors: bool) -> IndexPoint:
+    """A scrolled record (qdrant-edge or qdrant-client) as an ``IndexPoint``."""
+    vector = np.asarray(record.vector[VECTOR_NAME], np.float32) if with_vectors else None
+    return IndexPoint(str(record.id), vector, dict(record.payload or {}))
+
+
 class VectorIndex(Protocol):
     def upsert(self, points: Sequence[IndexPoint]) -> None: ...
     def delete(self, ids: Sequence[str]) -> None: ...
@@ -139,9 +145,7 @@ class EdgeIndex:
                 records, offset = shard.scroll(
                     qe.ScrollRequest(offset=offset, limit=1024, with_payload=True, with_vector=with_vectors)
                 )
-                for r in records:
-                    vector = np.asarray(r.vector[VECTOR_NAME], np.float32) if with_vectors else None
-                    points.append(IndexPoint(str(r.id), vector, dict(r.payload or {})))
+                points += [_as_point(r, with_vectors) for r in records]
                 if offset is None:
                     break
         return points
@@ -213,9 +217,7 @@ class ServerIndex:
         offset = None
         while self._exists():
             records, offset = self.client.scroll(self.name, limit=1024, offset=offset, with_payload=True, with_vectors=with_vectors)
-            for r in records:
-                vector = np.asarray(r.vector[VECTOR_NAME], np.float32) if with_vectors else None
-                points.append(IndexPoint(str(r.id), vector, dict(r.payload or {})))
+            points += [_as_point(r, with_vectors) for r in records]
             if offset is None:
                 break
         return points

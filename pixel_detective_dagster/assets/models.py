@@ -1,18 +1,27 @@
 """Stage 2: GPU-capable model steps (CLIP embeddings, captions), sharing the ``gpu`` pool."""
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
 import numpy as np
 import pandas as pd
+import torch
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from pixel_detective_dagster.artifacts import write_parquet, write_vectors
 from pixel_detective_dagster.assets.files import thumbnails
 from pixel_detective_dagster.assets.partitions import BATCH_ASSET_ARGS
 from pixel_detective_dagster.assets.reporting import artifact_links, failures_table, model_metadata
-from pixel_detective_dagster.batch_inputs import batch_context
+from pixel_detective_dagster.batch_inputs import BatchContext, batch_context
 from pixel_detective_dagster.imaging import decode_rgb
 from pixel_detective_dagster.inference import InferenceOutcome, run_over_contents
 from pixel_detective_dagster.resources.models import CaptionModelResource, ClipModelResource
 from pixel_detective_dagster.resources.storage import StorageResource
+
+
+R = TypeVar("R")
 
 
 def _throughput(outcomes: list[InferenceOutcome]) -> dict[str, object]:
@@ -27,52 +36,71 @@ def _throughput(outcomes: list[InferenceOutcome]) -> dict[str, object]:
     }
 
 
-@asset(**BATCH_ASSET_ARGS, deps=[thumbnails], pool="gpu", group_name="models", kinds={"pytorch", "parquet"})
-def clip_embeddings(context: AssetExecutionContext, storage: StorageResource, clip_model: ClipModelResource) -> MaterializeResult:
-    """L2-normalised float32 open_clip image embeddings, one per unique content, cached by (model, hash)."""
-    encoder, loaded = clip_model.load()
+@dataclass(frozen=True)
+class ModelStep(Generic[R]):
+    """How one model step reads its cache, runs the model and writes its per-batch artifact."""
+
+    name: str
+    identity: str
+    get_cached: Callable[[str, list[str]], dict[str, R]]
+    put_cached: Callable[[str, dict[str, R]], None]
+    prepare: Callable[[bytes], torch.Tensor]
+    infer: Callable[[torch.Tensor], Sequence[R]]
+    write: Callable[[BatchContext, list[str], list[R]], Path]
+    batch_size: int
+
+
+def run_model_step(context: AssetExecutionContext, storage: StorageResource, step: ModelStep[R]) -> dict[str, object]:
+    """Every batch of the run: cached results reused, the rest computed, failures recorded, artifact written."""
     outcomes, paths = [], []
     for key in context.partition_keys:
         batch = batch_context(storage.catalog, storage.layout, key)
         items = batch.ready_contents()
-        cached = storage.features.get_vectors(encoder.identity, [h for h, _ in items])
-        outcome = run_over_contents(
-            batch.root, items, cached,
-            prepare=lambda data: encoder.preprocess(decode_rgb(data, encoder.image_size)),
-            infer=encoder.encode_images, batch_size=clip_model.batch_size, workers=storage.workers,
-        )  # fmt: skip
-        storage.features.put_vectors(encoder.identity, {h: v for h, v in outcome.results.items() if h not in cached})
+        cached = step.get_cached(step.identity, [h for h, _ in items])
+        outcome = run_over_contents(batch.root, items, cached, step.prepare, step.infer, step.batch_size, storage.workers)
+        step.put_cached(step.identity, {h: v for h, v in outcome.results.items() if h not in cached})
         storage.catalog.fail_hashes(batch.collection, key, outcome.failures)
         hashes = [h for h, _ in items if h in outcome.results]
-        matrix = np.stack([outcome.results[h] for h in hashes]) if hashes else np.zeros((0, encoder.dim), np.float32)
-        paths.append(write_vectors(hashes, matrix, batch.artifact("clip_embeddings"), model=[encoder.identity] * len(hashes),
-                                   random_weights=[encoder.random_weights] * len(hashes)))  # fmt: skip
+        paths.append(step.write(batch, hashes, [outcome.results[h] for h in hashes]))
         outcomes.append(outcome)
-        context.log.info(f"{key}: {outcome.computed} embedded, {outcome.cached} cached, {outcome.images_per_second:.1f} img/s")
-    return MaterializeResult(metadata={**_throughput(outcomes), "dimensions": encoder.dim, **model_metadata(loaded), **artifact_links(paths)})
+        context.log.info(f"{key} {step.name}: {outcome.computed} computed, {outcome.cached} cached, "
+                         f"{outcome.images_per_second:.1f} img/s")  # fmt: skip
+    return {**_throughput(outcomes), **artifact_links(paths)}
+
+
+@asset(**BATCH_ASSET_ARGS, deps=[thumbnails], pool="gpu", group_name="models", kinds={"pytorch", "parquet"})
+def clip_embeddings(context: AssetExecutionContext, storage: StorageResource, clip_model: ClipModelResource) -> MaterializeResult:
+    """L2-normalised float32 open_clip image embeddings, one per unique content, cached by (model, hash)."""
+    encoder, loaded = clip_model.load()
+
+    def write(batch: BatchContext, hashes: list[str], vectors: list[np.ndarray]) -> Path:
+        matrix = np.stack(vectors) if vectors else np.zeros((0, encoder.dim), np.float32)
+        return write_vectors(hashes, matrix, batch.artifact("clip_embeddings"), model=[encoder.identity] * len(hashes),
+                             random_weights=[encoder.random_weights] * len(hashes))  # fmt: skip
+
+    step = ModelStep(
+        "clip", encoder.identity, storage.features.get_vectors, storage.features.put_vectors,
+        lambda data: encoder.preprocess(decode_rgb(data, encoder.image_size)), encoder.encode_images, write,
+        clip_model.batch_size,
+    )  # fmt: skip
+    metadata = run_model_step(context, storage, step)
+    return MaterializeResult(metadata={**metadata, "dimensions": encoder.dim, **model_metadata(loaded)})
 
 
 @asset(**BATCH_ASSET_ARGS, deps=[thumbnails], pool="gpu", group_name="models", kinds={"pytorch", "parquet"})
 def blip_captions(context: AssetExecutionContext, storage: StorageResource, caption_model: CaptionModelResource) -> MaterializeResult:
     """One caption per unique content from a transformers captioner (BLIP by default), cached by (model, hash)."""
     captioner, loaded = caption_model.load()
-    outcomes, paths = [], []
-    for key in context.partition_keys:
-        batch = batch_context(storage.catalog, storage.layout, key)
-        items = batch.ready_contents()
-        cached = storage.features.get_captions(captioner.identity, [h for h, _ in items])
-        outcome = run_over_contents(
-            batch.root, items, cached,
-            prepare=lambda data: captioner.pixel_values(decode_rgb(data, captioner.image_size)),
-            infer=captioner.caption, batch_size=caption_model.batch_size, workers=storage.workers,
-        )  # fmt: skip
-        storage.features.put_captions(captioner.identity, {h: c for h, c in outcome.results.items() if h not in cached})
-        storage.catalog.fail_hashes(batch.collection, key, outcome.failures)
-        frame = pd.DataFrame(
-            [(h, outcome.results[h], captioner.identity, captioner.random_weights) for h, _ in items if h in outcome.results],
-            columns=["hash", "caption", "model", "random_weights"],
-        )
-        paths.append(write_parquet(frame, batch.artifact("blip_captions")))
-        outcomes.append(outcome)
-        context.log.info(f"{key}: {outcome.computed} captioned, {outcome.cached} cached, {outcome.images_per_second:.1f} img/s")
-    return MaterializeResult(metadata={**_throughput(outcomes), **model_metadata(loaded), **artifact_links(paths)})
+
+    def write(batch: BatchContext, hashes: list[str], captions: list[str]) -> Path:
+        frame = pd.DataFrame({"hash": hashes, "caption": captions, "model": captioner.identity,
+                              "random_weights": captioner.random_weights})  # fmt: skip
+        return write_parquet(frame, batch.artifact("blip_captions"))
+
+    step = ModelStep(
+        "captions", captioner.identity, storage.features.get_captions, storage.features.put_captions,
+        lambda data: captioner.pixel_values(decode_rgb(data, captioner.image_size)), captioner.caption, write,
+        caption_model.batch_size,
+    )  # fmt: skip
+    metadata = run_model_step(context, storage, step)
+    return MaterializeResult(metadata={**metadata, **model_metadata(loaded)})
