@@ -37,10 +37,10 @@ def write_parquet(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def read_parquet(path: Path) -> pd.DataFrame:
+def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: materialize its upstream asset for this batch first")
-    return pq.read_table(path).to_pandas()
+    return pq.read_table(path, columns=columns).to_pandas()
 
 
 def write_vectors(hashes: list[str], vectors: np.ndarray, path: Path, **columns: list) -> Path:

@@ -22,8 +22,8 @@ class BatchContext:
     def artifact(self, name: str) -> Path:
         return self.layout.batch_artifact(self.key, name)
 
-    def read(self, name: str) -> pd.DataFrame:
-        return read_parquet(self.artifact(name))
+    def read(self, name: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return read_parquet(self.artifact(name), columns)
 
     def ready_contents(self) -> list[tuple[str, str]]:
         """(hash, relative path) of each unique content whose thumbnail was made: the models' input."""

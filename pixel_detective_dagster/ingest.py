@@ -56,8 +56,7 @@ def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, 
              f"{scan.summary['deletes']} deleted")  # fmt: skip
         instance = DagsterInstance.get()
         known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
-        todo = [k for k in catalog.batch_keys(collection) if k not in known] + scan.new_batches
-        todo = sorted(set(todo))
+        todo = [k for k in catalog.batch_keys(collection) if k not in known]  # includes scan.new_batches
         report = IngestReport(collection, scan.files_seen, scan.summary["upserts"], scan.summary["deletes"], todo, 0.0, True)
         if not todo:
             report.seconds = time.perf_counter() - start

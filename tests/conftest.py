@@ -18,7 +18,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def numba_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+def numba_cache() -> None:
     """One numba cache for the whole session, so UMAP's JIT cost is paid once."""
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "pixel_detective_numba"))
 

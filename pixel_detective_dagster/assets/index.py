@@ -19,7 +19,8 @@ def vector_index(context: AssetExecutionContext, storage: StorageResource, vecto
     for key in context.partition_keys:
         batch = batch_context(storage.catalog, storage.layout, key)
         hashes, vectors = read_vectors(batch.artifact("clip_embeddings"))
-        embeddings, captions = batch.read("clip_embeddings"), batch.read("blip_captions")
+        embeddings = batch.read("clip_embeddings", ["model", "random_weights"])  # vectors were read above
+        captions = batch.read("blip_captions")
         models = {
             "clip_model": embeddings["model"].iloc[0] if len(embeddings) else None,
             "caption_model": captions["model"].iloc[0] if len(captions) else None,
