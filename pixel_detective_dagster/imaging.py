@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from blake3 import blake3
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from pixel_detective_dagster.artifacts import atomic_path
@@ -17,7 +17,7 @@ from pixel_detective_dagster.artifacts import atomic_path
 Image.MAX_IMAGE_PIXELS = None
 DEFAULT_MAX_PIXELS = 250_000_000
 DEFAULT_MAX_BYTES = 2 * 1024**3
-_HASH_CHUNK = 4 * 1024 * 1024
+_PARALLEL_HASH_BYTES = 8 * 1024 * 1024
 
 
 class ImageError(Exception):
@@ -54,8 +54,12 @@ def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
 
 
 def content_hash(data: bytes) -> str:
-    """SHA-256 of the bytes (hex): the content address used everywhere."""
-    return hashlib.sha256(data).hexdigest()
+    """BLAKE3 of the bytes (64 hex digits): the content address used everywhere.
+
+    BLAKE3 runs at about 2x SHA-256's speed on one core and spreads large inputs over all cores,
+    so hashing stays close to the speed files can be read (see ``benchmarks/files.py``).
+    """
+    return blake3(data, max_threads=blake3.AUTO if len(data) >= _PARALLEL_HASH_BYTES else 1).hexdigest()
 
 
 def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:

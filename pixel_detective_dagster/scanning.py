@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,31 +49,33 @@ def walk_images(root: Path) -> list[SeenFile]:
 
     Directory symlinks are not followed (no loops); a file whose stat fails (broken symlink,
     symlink loop) is still listed, with size -1, so its failure gets recorded instead of ignored.
+    Works on plain strings: this is the sensor's hot loop over every file of every collection.
     """
     found: list[SeenFile] = []
-    stack = [root]
+    stack = [(str(root), "")]
     while stack:
-        folder = stack.pop()
+        folder, prefix = stack.pop()
         try:
             entries = list(os.scandir(folder))
         except OSError:
             continue
         for entry in entries:
-            if entry.name.startswith("."):
+            name = entry.name
+            if name.startswith("."):
                 continue
             if entry.is_dir(follow_symlinks=False):
-                stack.append(Path(entry.path))
+                stack.append((entry.path, f"{prefix}{name}/"))
                 continue
-            if os.path.splitext(entry.name)[1].lower() not in IMAGE_EXTENSIONS:
+            if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
                 continue
             try:
                 st = entry.stat()
-                if not os.path.isfile(entry.path):
-                    continue  # a symlink to a directory named like an image
+                if not stat.S_ISREG(st.st_mode):
+                    continue  # e.g. a symlink to a directory named like an image
                 size, mtime = st.st_size, st.st_mtime_ns
             except OSError:
                 size, mtime = -1, 0
-            found.append(SeenFile(Path(entry.path).relative_to(root).as_posix(), size, mtime))
+            found.append(SeenFile(prefix + name, size, mtime))
     return found
 
 

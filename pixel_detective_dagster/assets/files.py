@@ -15,7 +15,7 @@ from pixel_detective_dagster.thumbnail_store import build_thumbnails
 
 @asset(**BATCH_ASSET_ARGS, group_name="ingest", kinds={"python", "parquet"})
 def image_manifest(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
-    """Every file of the batch: path, size, mtime, SHA-256, format, dimensions, EXIF and status (ok or why not)."""
+    """Every file of the batch: path, size, mtime, BLAKE3 hash, format, dimensions, EXIF and status (ok or why not)."""
     start = time.perf_counter()
     counts = {"files": 0, "ok": 0, "failed": 0, "deleted": 0}
     failures: list[tuple[str, str]] = []
