@@ -99,9 +99,9 @@ def decode_rgb(data: bytes, min_side: int) -> Image.Image:
             if img.format == "JPEG":
                 scale = max(min_side / min(img.size), 1 / 8)
                 img.draft("RGB", (int(img.width * scale), int(img.height * scale)))
-            orientation = int(img.getexif().get(0x0112, 1) or 1)
             with DECODE_BUDGET.reserve(2 * img.width * img.height * _BYTES_PER_PIXEL.get(img.mode, 4)):
                 img.load()
+                orientation = int(img.getexif().get(0x0112, 1) or 1)
                 reduced = _reduced(_to_rgb(img), min_side)
             return upright(reduced, orientation)
     except ImageError:

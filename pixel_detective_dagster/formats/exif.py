@@ -26,6 +26,8 @@ def upright(img: Image.Image, orientation: int) -> Image.Image:
 
 def image_exif(img: Image.Image) -> dict[str, object]:
     """Manifest EXIF fields of an opened image; malformed EXIF gives none rather than failing the image."""
+    if img.format == "PNG" and "exif" not in img.info:
+        return {}  # Pillow would decode every pixel looking for an eXIf chunk after the image data
     try:
         return exif_fields(img.getexif())
     except Exception:
