@@ -206,3 +206,45 @@ def test_panorama_is_not_a_bomb_and_decodes_in_bounded_memory(tmp_path: Path) ->
     assert result["size"] == [20000, 10000] and result["thumb"] == [256, 128]
     # the file itself (~10-20 MB) plus a 1/8-scale decode (2500x1250 RGB = 12.5 MB), never the 800 MB frame
     assert result["added_mb"] < 150, result
+
+
+# --- through the whole graph -----------------------------------------------------------------------
+
+
+def test_library_of_every_format_ingests_upright(env: Path, tmp_path: Path) -> None:
+    from pixel_detective_dagster.ingest import ingest
+    from tests.test_pipeline import index_points
+
+    plugins.load("heif")
+    cat = variant(photo("chelsea.png"), 0, (900, 600))  # the upright photo
+    sideways = cat.transpose(Image.Transpose.ROTATE_90)  # as a camera held in portrait stores it: EXIF 6
+    folder = tmp_path / "library"
+    folder.mkdir()
+    cat.save(folder / "cat.jpg", quality=92)
+    sideways.save(folder / "sideways.jpg", quality=92)  # what a decoder ignoring orientation would see
+    write_dng(sideways, folder / "raw/cat_preview.dng", preview_side=1024, orientation=6, make="Nikon", model="Z 8")
+    write_dng(sideways, folder / "raw/cat_sensor.dng", preview_side=None, orientation=6)
+    (folder / "phone").mkdir()
+    sideways.save(folder / "phone/cat.heic", exif=camera_exif(6), quality=92)
+    sideways.save(folder / "phone/cat.avif", exif=camera_exif(6), quality=92)
+    frames = [cat, stripes(cat.size)]
+    for name in ("anim.gif", "anim.webp", "anim.png"):
+        frames[0].save(folder / name, save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+    report = ingest(folder, "every")
+    assert report.success and report.failures == []
+    points = {p["path"]: p for p in index_points("every").values()}
+    assert set(points) == {"cat.jpg", "sideways.jpg", "raw/cat_preview.dng", "raw/cat_sensor.dng", "phone/cat.heic",
+                           "phone/cat.avif", "anim.gif", "anim.webp", "anim.png"}  # fmt: skip
+    raw = points["raw/cat_preview.dng"]
+    assert (raw["format"], raw["camera_make"], raw["camera_model"], raw["orientation"]) == ("dng", "Nikon", "Z 8", 6)
+    assert raw["taken_at"] == "2024-05-17T09:30:00"
+    assert {points[f"anim.{ext}"]["frames"] for ext in ("gif", "webp", "png")} == {2}
+    reference = points.pop("cat.jpg")["vector"]
+    sideways_distance = 1 - float(np.dot(points.pop("sideways.jpg")["vector"], reference))
+    distances = {path: 1 - float(np.dot(point["vector"], reference)) for path, point in points.items()}
+    for path, point in points.items():
+        with Image.open(point["thumbnail"]) as thumb:
+            assert thumb.size == (256, 171), path  # every one upright (landscape) like the photo
+    # the same picture in any container embeds like the upright JPEG, far closer than the sideways one
+    assert max(distances.values()) < sideways_distance / 4, (distances, sideways_distance)
