@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from pixel_detective_dagster.artifacts import atomic_path
 from pixel_detective_dagster.formats import plugins
+from pixel_detective_dagster.formats.banded import banded_reduce
 from pixel_detective_dagster.formats.base import ImageError, ImageInfo
 from pixel_detective_dagster.formats.budget import DECODE_BUDGET
 from pixel_detective_dagster.formats.exif import image_exif, upright
@@ -88,8 +89,8 @@ def decode_rgb(data: bytes, min_side: int) -> Image.Image:
     """Decode to upright RGB whose shorter side is at least ``min_side`` (or full size if smaller).
 
     JPEGs are decoded at a reduced DCT scale (``Image.draft``), RAW files from their embedded preview
-    when it is big enough, other formats are reduced right after decoding while holding their frame's
-    memory in the process's decode budget, so a 200 MP panorama never costs a full-size resize.
+    when it is big enough, uncompressed TIFF in reduced row bands; other formats are reduced right
+    after decoding while their frame's memory is held in the process's decode budget.
     """
     container = sniff(data)
     try:
@@ -99,11 +100,12 @@ def decode_rgb(data: bytes, min_side: int) -> Image.Image:
             if img.format == "JPEG":
                 scale = max(min_side / min(img.size), 1 / 8)
                 img.draft("RGB", (int(img.width * scale), int(img.height * scale)))
-            with DECODE_BUDGET.reserve(2 * img.width * img.height * _BYTES_PER_PIXEL.get(img.mode, 4)):
-                img.load()
-                orientation = int(img.getexif().get(0x0112, 1) or 1)
-                reduced = _reduced(_to_rgb(img), min_side)
-            return upright(reduced, orientation)
+            reduced = banded_reduce(data, img, min(img.size) // min_side, _to_rgb)  # uncompressed TIFF
+            if reduced is None:
+                with DECODE_BUDGET.reserve(2 * img.width * img.height * _BYTES_PER_PIXEL.get(img.mode, 4)):
+                    img.load()
+                    reduced = _reduced(_to_rgb(img), min_side)
+            return upright(reduced, int(img.getexif().get(0x0112, 1) or 1))
     except ImageError:
         raise
     except Exception as exc:  # PIL raises a wide range of errors for damaged files

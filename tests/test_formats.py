@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.large_images import peak_rss
 from pixel_detective_dagster.formats import plugins
 from pixel_detective_dagster.formats.raw import decode_raw
 from pixel_detective_dagster.formats.sniff import sniff
-from pixel_detective_dagster.imaging import ImageError, decode_rgb, make_thumbnail, probe
+from pixel_detective_dagster.imaging import ImageError, _to_rgb, decode_rgb, make_thumbnail, probe
 from pixel_detective_dagster.manifests import inspect_file
 from pixel_detective_dagster.sample_images import photo, variant
 from pixel_detective_dagster.sample_raw import write_dng
@@ -185,27 +183,35 @@ def test_16_bit_tiff_and_png_keep_colour_and_brightness() -> None:
     assert img.getpixel((5, 5)) == (127, 127, 127)
 
 
-PEAK_RSS_SCRIPT = """
-import json, resource, sys
-from pathlib import Path
-from pixel_detective_dagster.imaging import make_thumbnail, probe, read_bytes
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-data = read_bytes(Path(sys.argv[1]))
-info = probe(data)
-thumb = make_thumbnail(data, 256)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"size": [info.width, info.height], "thumb": list(thumb.size), "added_mb": (peak - before) / 1024}))
-"""
-
-
 def test_panorama_is_not_a_bomb_and_decodes_in_bounded_memory(tmp_path: Path) -> None:
     path = tmp_path / "pano.jpg"
     variant(photo("coffee.png"), 0, (2000, 1000)).resize((20000, 10000), Image.Resampling.NEAREST).save(path, quality=80)
-    done = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, str(path)], capture_output=True, text=True, check=True)
-    result = json.loads(done.stdout)
+    result = peak_rss(path)
     assert result["size"] == [20000, 10000] and result["thumb"] == [256, 128]
-    # the file itself (~10-20 MB) plus a 1/8-scale decode (2500x1250 RGB = 12.5 MB), never the 800 MB frame
-    assert result["added_mb"] < 150, result
+    # a 1/8-scale decode (2500x1250 RGB = 12 MiB), never the 763 MiB full frame
+    assert result["added_mb"] < 60, result
+
+
+@pytest.mark.parametrize("mode", ["RGB16", "GREY16", "RGB8"])
+def test_uncompressed_tiff_reduced_in_bands_equals_whole_frame(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    import tifffile
+
+    from pixel_detective_dagster.formats import banded
+
+    rgb = np.asarray(variant(photo("coffee.png"), 0, (1501, 997)), dtype=np.uint16)
+    pixels = {"RGB16": rgb * 257, "GREY16": rgb[..., 1] * 257, "RGB8": rgb.astype(np.uint8)}[mode]
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, pixels, photometric="rgb" if pixels.ndim == 3 else "minisblack")
+    data = buffer.getvalue()
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        whole = _to_rgb(img).reduce(9)  # Pillow's whole-frame decode, then reduce
+    monkeypatch.setattr(banded, "BAND_BYTES", 200_000)  # many bands, the last one short
+    with Image.open(io.BytesIO(data)) as img:
+        in_bands = banded.banded_reduce(data, img, 9, _to_rgb)
+    assert in_bands is not None and in_bands.size == whole.size == (167, 111)
+    assert decode_rgb(data, 100).size == whole.size
+    assert np.array_equal(np.asarray(in_bands), np.asarray(whole))
 
 
 # --- through the whole graph -----------------------------------------------------------------------
