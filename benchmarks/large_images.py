@@ -3,8 +3,8 @@
     python -m benchmarks.large_images [--quick] [--json FILE]
 
 Each file is probed and thumbnailed (256 px) in a fresh subprocess; the figure is how far its peak
-RSS (Linux VmHWM, reset after reading the file) rose above what it held then, against the baseline of the full-size RGB frame
-Pillow would hold (4 bytes a pixel). ``--quick``: 10000x5000.
+RSS (Linux VmHWM, reset after reading the file) rose above what it held then, against the baseline
+of the full-size RGB frame Pillow would hold (4 bytes a pixel). ``--quick``: 10000x5000.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ print(json.dumps({"size": [info.width, info.height], "thumb": list(thumb.size), 
 
 def peak_rss(path: Path) -> dict[str, object]:
     """Probe + thumbnail ``path`` in a fresh interpreter: dimensions, thumbnail size, peak RSS added (MiB)."""
-    done = subprocess.run([sys.executable, "-c", PEAK_RSS_SCRIPT, str(path)], capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
+    command = [sys.executable, "-c", PEAK_RSS_SCRIPT, str(path)]
+    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
 
 
 def panorama(size: tuple[int, int]) -> Image.Image:
@@ -71,9 +71,10 @@ def cases(quick: bool) -> list[Figure]:
     figures = []
     with tempfile.TemporaryDirectory(prefix="pd-large-") as folder:
         for label, path in write_all(Path(folder), size).items():
-            result = peak_rss(path)
-            figures.append(Figure(f"thumbnail {size[0]}x{size[1]} {label}", "peak RSS added", float(result["added_mb"]),
-                                  frame_mb, "MiB", "full-size RGB frame", f"file {path.stat().st_size / 1024**2:.0f} MiB"))  # fmt: skip
+            added = float(peak_rss(path)["added_mb"])  # type: ignore[arg-type]
+            note = f"file {path.stat().st_size / 1024**2:.0f} MiB"
+            case = f"thumbnail {size[0]}x{size[1]} {label}"
+            figures.append(Figure(case, "peak RSS added", added, frame_mb, "MiB", "full-size RGB frame", note))
     return figures
 
 

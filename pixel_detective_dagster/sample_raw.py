@@ -1,8 +1,9 @@
 """Real camera-RAW (DNG) files made from a photograph, for tests and benchmarks.
 
-The photo is turned into a linear 12-bit RGGB Bayer mosaic and written as a DNG 1.4 file: IFD0 is a small RGB thumbnail carrying the camera tags, one SubIFD holds the CFA data
-and, optionally, another an embedded full-quality JPEG preview, as cameras write them. LibRaw reads
-these files like any camera's.
+The photo is turned into a linear 12-bit RGGB Bayer mosaic and written as a DNG 1.4 file: IFD0 is a
+small RGB thumbnail carrying the camera tags (and an EXIF IFD), one SubIFD holds the CFA data and,
+optionally, another an embedded JPEG preview, as cameras write them. LibRaw reads them like any
+camera's files.
 """
 
 from __future__ import annotations
@@ -103,8 +104,12 @@ class _TiffBuilder:
     def ifd(self, tags: list[Tag]) -> int:
         entries = b""
         for tag, kind, values in sorted(tags):
-            raw = values.encode() + b"\x00" if isinstance(values, str) else struct.pack(f"<{len(values)}{_PACK[kind]}", *values)
-            count = len(raw) if kind in (_BYTE, _ASCII) else len(values) // (2 if kind in (_RATIONAL, _SRATIONAL) else 1)
+            if isinstance(values, str):
+                raw = values.encode() + b"\x00"
+            else:
+                raw = struct.pack(f"<{len(values)}{_PACK[kind]}", *values)
+            words = 2 if kind in (_RATIONAL, _SRATIONAL) else 1
+            count = len(raw) if kind in (_BYTE, _ASCII) else len(values) // words
             field = raw.ljust(4, b"\x00") if len(raw) <= 4 else struct.pack("<I", self.block(raw))
             entries += struct.pack("<HHI", tag, kind, count) + field
         return self.block(struct.pack("<H", len(tags)) + entries + b"\x00\x00\x00\x00")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.large_images import peak_rss
+from benchmarks.large_images import panorama, peak_rss
 from pixel_detective_dagster.formats import plugins
 from pixel_detective_dagster.formats.raw import decode_raw
 from pixel_detective_dagster.formats.sniff import sniff
@@ -110,11 +110,16 @@ def test_demosaic_and_preview_give_the_same_colours(tmp_path: Path) -> None:
 
 
 def test_raw_containers_are_recognised_by_content() -> None:
-    assert sniff(b"FUJIFILMCCD-RAW 0201FF383501") .format == "raf"  # type: ignore[union-attr]
-    assert sniff(b"IIRO\x08\x00\x00\x00").format == "orf"  # type: ignore[union-attr]
-    assert sniff(b"IIU\x00\x08\x00\x00\x00").format == "rw2"  # type: ignore[union-attr]
-    assert sniff(b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom").format == "cr3"  # type: ignore[union-attr]
-    assert sniff(b"II*\x00\x10\x00\x00\x00CR\x02\x00").format == "cr2"  # type: ignore[union-attr]
+    headers = {
+        b"FUJIFILMCCD-RAW 0201FF383501": "raf",
+        b"IIRO\x08\x00\x00\x00": "orf",
+        b"IIU\x00\x08\x00\x00\x00": "rw2",
+        b"\x00\x00\x00\x18ftypcrx \x00\x00\x00\x01crx isom": "cr3",
+        b"II*\x00\x10\x00\x00\x00CR\x02\x00": "cr2",
+    }
+    for header, fmt in headers.items():
+        container = sniff(header)
+        assert container is not None and (container.format, container.plugin) == (fmt, "raw")
     assert sniff(encoded(stripes(), "TIFF")) is None  # an ordinary TIFF stays with Pillow
     assert sniff(encoded(stripes(), "JPEG")) is None
 
@@ -185,7 +190,7 @@ def test_16_bit_tiff_and_png_keep_colour_and_brightness() -> None:
 
 def test_panorama_is_not_a_bomb_and_decodes_in_bounded_memory(tmp_path: Path) -> None:
     path = tmp_path / "pano.jpg"
-    variant(photo("coffee.png"), 0, (2000, 1000)).resize((20000, 10000), Image.Resampling.NEAREST).save(path, quality=80)
+    panorama((20000, 10000)).save(path, quality=80)
     result = peak_rss(path)
     assert result["size"] == [20000, 10000] and result["thumb"] == [256, 128]
     # a 1/8-scale decode (2500x1250 RGB = 12 MiB), never the 763 MiB full frame

@@ -14,7 +14,9 @@ from PIL import Image
 BAND_BYTES = 32 * 1024**2  # full-size rows decoded at once
 
 
-def banded_reduce(data: bytes, img: Image.Image, factor: int, to_rgb: Callable[[Image.Image], Image.Image]) -> Image.Image | None:
+def banded_reduce(
+    data: bytes, img: Image.Image, factor: int, to_rgb: Callable[[Image.Image], Image.Image]
+) -> Image.Image | None:
     """``to_rgb(frame).reduce(factor)`` of the opened ``img``, band by band; None when not an uncompressed TIFF."""
     if img.format != "TIFF" or factor < 2 or len(img.tile) != 1 or img.tile[0].codec_name != "raw":
         return None

@@ -10,8 +10,8 @@ from typing import Any
 from PIL import Image
 
 from pixel_detective_dagster.formats import plugins
-from pixel_detective_dagster.formats.budget import DECODE_BUDGET
 from pixel_detective_dagster.formats.base import ImageError, ImageInfo
+from pixel_detective_dagster.formats.budget import DECODE_BUDGET
 from pixel_detective_dagster.formats.exif import image_exif, tiff_exif, upright
 from pixel_detective_dagster.formats.sniff import Container
 
