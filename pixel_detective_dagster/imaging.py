@@ -1,36 +1,40 @@
-"""Image I/O: content hashing, header probing with EXIF, and fast reduced-size decoding."""
+"""Image I/O: content hashing, header probing with EXIF, and fast reduced-size decoding of every format.
+
+Pillow reads JPEG, PNG (also APNG), WebP, GIF, TIFF, BMP and AVIF itself; containers that need more
+(camera RAW, HEIC/HEIF, JPEG XL) are recognised by ``formats.sniff`` and go to their optional plugin.
+Animated images are represented by their first frame; ``frames`` records how many there are.
+"""
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
-from datetime import datetime
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from blake3 import blake3
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from pixel_detective_dagster.artifacts import atomic_path
+from pixel_detective_dagster.formats import plugins
+from pixel_detective_dagster.formats.banded import banded_reduce
+from pixel_detective_dagster.formats.base import ImageError, ImageInfo
+from pixel_detective_dagster.formats.budget import DECODE_BUDGET
+from pixel_detective_dagster.formats.exif import image_exif, upright
+from pixel_detective_dagster.formats.raw import decode_raw, probe_raw
+from pixel_detective_dagster.formats.sniff import Container, sniff
+
+__all__ = ["ImageError", "ImageInfo", "content_hash", "decode_rgb", "make_thumbnail", "probe", "read_bytes",
+           "save_image_atomic"]  # fmt: skip
 
 # We enforce our own, configurable pixel limit before decoding (see ``probe``).
 Image.MAX_IMAGE_PIXELS = None
-DEFAULT_MAX_PIXELS = 250_000_000
+DEFAULT_MAX_PIXELS = int(os.environ.get("PIXEL_DETECTIVE_MAX_PIXELS", "250000000"))
 DEFAULT_MAX_BYTES = 2 * 1024**3
 _PARALLEL_HASH_BYTES = 8 * 1024 * 1024
-
-
-class ImageError(Exception):
-    """A file that cannot be used as an image; the message is the reason shown to people."""
-
-
-@dataclass
-class ImageInfo:
-    format: str
-    width: int
-    height: int
-    frames: int = 1
-    exif: dict[str, object] = field(default_factory=dict)
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}  # Pillow's in-memory layout; others 4
 
 
 def read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
@@ -64,26 +68,23 @@ def content_hash(data: bytes) -> str:
 
 def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     """Identify the image from its header, without decoding pixels; refuse decompression bombs."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-            info = ImageInfo(
-                format=(img.format or "unknown").lower(),
-                width=width,
-                height=height,
-                frames=getattr(img, "n_frames", 1),
-                exif=_exif_fields(img),
-            )
-    except UnidentifiedImageError as exc:
-        raise ImageError("not a recognised image format (unidentified content)") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"unreadable image header: {exc}") from exc
+    container = sniff(data)
+    if container is not None and container.plugin == "raw":
+        info = probe_raw(data, container)
+    else:
+        try:
+            with _opened(data, container) as img:
+                info = ImageInfo((img.format or "unknown").lower(), img.width, img.height,
+                                 getattr(img, "n_frames", 1), image_exif(img))  # fmt: skip
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageError(f"unreadable image header: {exc}") from exc
+    width, height = info.width, info.height
     if width < 1 or height < 1:
         raise ImageError(f"invalid dimensions {width}x{height}")
     if width * height > max_pixels:
         raise ImageError(
             f"too many pixels ({width}x{height} = {width * height / 1e6:.0f} MP > limit {max_pixels / 1e6:.0f} MP); "
-            "refused before decoding"
+            "refused before decoding (raise PIXEL_DETECTIVE_MAX_PIXELS for legitimate huge images)"
         )
     return info
 
@@ -91,36 +92,56 @@ def probe(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
 def decode_rgb(data: bytes, min_side: int) -> Image.Image:
     """Decode to upright RGB whose shorter side is at least ``min_side`` (or full size if smaller).
 
-    JPEGs are decoded at a reduced DCT scale (``Image.draft``), other formats are reduced right after
-    decoding, so a 12 MP photo never costs a full-size resize.
+    JPEGs are decoded at a reduced DCT scale (``Image.draft``), RAW files from their embedded preview
+    when it is big enough, uncompressed TIFF in reduced row bands; other formats are reduced right
+    after decoding while their frame's memory is held in the process's decode budget.
     """
+    container = sniff(data)
     try:
-        img = Image.open(io.BytesIO(data))
-        if img.format == "JPEG":
-            w, h = img.size
-            scale = max(min_side / min(w, h), 1 / 8)
-            img.draft("RGB", (int(w * scale), int(h * scale)))
-        img.load()
-        img = ImageOps.exif_transpose(img)
-        img = _to_rgb(img)
+        if container is not None and container.plugin == "raw":
+            return _reduced(decode_raw(data, min_side)[0], min_side)
+        with _opened(data, container) as img:
+            if img.format == "JPEG":
+                scale = max(min_side / min(img.size), 1 / 8)
+                img.draft("RGB", (int(img.width * scale), int(img.height * scale)))
+            reduced = banded_reduce(data, img, min(img.size) // min_side, _to_rgb)  # uncompressed TIFF
+            if reduced is None:
+                with DECODE_BUDGET.reserve(2 * img.width * img.height * _BYTES_PER_PIXEL.get(img.mode, 4)):
+                    img.load()
+                    reduced = _reduced(_to_rgb(img), min_side)
+            return upright(reduced, int(img.getexif().get(0x0112, 1) or 1))
     except ImageError:
         raise
     except Exception as exc:  # PIL raises a wide range of errors for damaged files
         raise ImageError(f"cannot decode image: {exc}") from exc
-    factor = min(img.size) // min_side
-    if factor >= 2:
-        img = img.reduce(factor)
-    return img
 
 
 def make_thumbnail(data: bytes, longest_side: int) -> Image.Image:
     """Upright RGB thumbnail whose longest side is at most ``longest_side``."""
-    with Image.open(io.BytesIO(data)) as probe_img:
-        w, h = probe_img.size
+    info = probe(data, max_pixels=2**62)
+    w, h = info.width, info.height
     min_side = max(1, int(longest_side * min(w, h) / max(w, h)))
     img = decode_rgb(data, min_side)
     img.thumbnail((longest_side, longest_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
     return img
+
+
+@contextmanager
+def _opened(data: bytes, container: Container | None) -> Iterator[Image.Image]:
+    """``data`` opened by Pillow, with the container's plugin loaded first (ImageError naming it if missing)."""
+    if container is not None:
+        plugins.load(container.plugin)
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageError("not a recognised image format (unidentified content)") from exc
+    with img:
+        yield img
+
+
+def _reduced(img: Image.Image, min_side: int) -> Image.Image:
+    factor = min(img.size) // min_side
+    return img.reduce(factor) if factor >= 2 else img
 
 
 def save_image_atomic(img: Image.Image, path: Path, fmt: str, quality: int = 82) -> None:
@@ -130,7 +151,9 @@ def save_image_atomic(img: Image.Image, path: Path, fmt: str, quality: int = 82)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode.startswith("I;16") or img.mode == "I":  # 16-bit grey: keep the brightness, 65535 -> 255
+        img = Image.fromarray((np.clip(np.asarray(img), 0, 65535) // 257).astype(np.uint8), "L")
+    elif img.mode == "F":
         arr = np.asarray(img, dtype=np.float32)
         hi = float(arr.max()) or 1.0
         img = Image.fromarray((arr * (255.0 / hi)).clip(0, 255).astype(np.uint8), "L")
@@ -142,50 +165,3 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return img if img.mode == "RGB" else img.convert("RGB")
-
-
-def _exif_fields(img: Image.Image) -> dict[str, object]:
-    try:
-        exif = img.getexif()
-    except Exception:  # malformed EXIF must not fail an otherwise good image
-        return {}
-    if not exif:
-        return {}
-    sub = exif.get_ifd(ExifTags.IFD.Exif)
-    gps = exif.get_ifd(ExifTags.IFD.GPSInfo)
-    fields: dict[str, object] = {
-        "taken_at": _exif_datetime(sub.get(ExifTags.Base.DateTimeOriginal) or exif.get(ExifTags.Base.DateTime)),
-        "camera_make": _clean_text(exif.get(ExifTags.Base.Make)),
-        "camera_model": _clean_text(exif.get(ExifTags.Base.Model)),
-        "orientation": int(exif.get(ExifTags.Base.Orientation, 1) or 1),
-        "gps_lat": _gps_degrees(gps.get(ExifTags.GPS.GPSLatitude), gps.get(ExifTags.GPS.GPSLatitudeRef)),
-        "gps_lon": _gps_degrees(gps.get(ExifTags.GPS.GPSLongitude), gps.get(ExifTags.GPS.GPSLongitudeRef)),
-    }
-    return {k: v for k, v in fields.items() if v is not None}
-
-
-def _clean_text(value: object) -> str | None:
-    if value is None:
-        return None
-    text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-    text = text.strip("\x00 ").strip()
-    return text or None
-
-
-def _exif_datetime(value: object) -> str | None:
-    text = _clean_text(value)
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S").isoformat()
-    except ValueError:
-        return None
-
-
-def _gps_degrees(dms: object, ref: object) -> float | None:
-    try:
-        d, m, s = (float(x) for x in dms)  # type: ignore[union-attr]
-    except (TypeError, ValueError, ZeroDivisionError):
-        return None
-    value = d + m / 60 + s / 3600
-    return round(-value if _clean_text(ref) in ("S", "W") else value, 7)

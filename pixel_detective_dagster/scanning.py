@@ -11,9 +11,9 @@ from pixel_detective_dagster.catalog import Catalog, Change
 
 IMAGE_EXTENSIONS = frozenset(
     {
-        ".jpg", ".jpeg", ".jpe", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff",
-        ".heic", ".heif", ".avif", ".jxl",
-        ".dng", ".cr2", ".cr3", ".nef", ".arw", ".rw2", ".orf", ".raf",
+        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".webp", ".gif", ".bmp", ".tif", ".tiff",
+        ".heic", ".heif", ".hif", ".avif", ".jxl",
+        ".dng", ".cr2", ".cr3", ".nef", ".nrw", ".arw", ".rw2", ".orf", ".raf", ".pef", ".srw", ".rwl",
     }
 )  # fmt: skip
 DEFAULT_BATCH_SIZE = 1000

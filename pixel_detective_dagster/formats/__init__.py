@@ -1,0 +1,1 @@
+"""Format-specific decoding behind ``imaging``: container sniffing, optional plugins, camera RAW, EXIF."""
