@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from PIL import Image
 
 from benchmarks.large_images import panorama, peak_rss
 from pixel_detective_dagster.formats import plugins
+from pixel_detective_dagster.formats.budget import DecodeBudget
 from pixel_detective_dagster.formats.raw import decode_raw
 from pixel_detective_dagster.formats.sniff import sniff
 from pixel_detective_dagster.imaging import ImageError, _to_rgb, decode_rgb, make_thumbnail, probe
@@ -217,6 +220,27 @@ def test_uncompressed_tiff_reduced_in_bands_equals_whole_frame(monkeypatch: pyte
     assert in_bands is not None and in_bands.size == whole.size == (167, 111)
     assert decode_rgb(data, 100).size == whole.size
     assert np.array_equal(np.asarray(in_bands), np.asarray(whole))
+
+
+def test_decode_budget_serialises_big_frames_but_never_blocks_a_lone_one() -> None:
+    budget = DecodeBudget(limit_bytes=100)
+    with budget.reserve(500):  # larger than the whole budget: runs, alone
+        assert budget.held == 500
+    events: list[str] = []
+
+    def decode(name: str) -> None:
+        with budget.reserve(60):
+            events.append(f"{name} start")
+            time.sleep(0.05)
+            events.append(f"{name} end")
+
+    workers = [threading.Thread(target=decode, args=(name,)) for name in "ab"]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert [e.split()[1] for e in events] == ["start", "end", "start", "end"]  # never both frames at once
+    assert budget.held == 0
 
 
 # --- through the whole graph -----------------------------------------------------------------------
