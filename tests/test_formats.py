@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from benchmarks.large_images import panorama, peak_rss
@@ -179,8 +180,6 @@ def test_animated_images_use_the_first_frame_and_count_frames(fmt: str, recorded
 
 def test_16_bit_tiff_and_png_keep_colour_and_brightness() -> None:
     rgb16 = (np.asarray(stripes(), dtype=np.uint16) * 257).astype(np.uint16)
-    import tifffile
-
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, rgb16, photometric="rgb")
     img = decode_rgb(buffer.getvalue(), 224)
@@ -202,8 +201,6 @@ def test_panorama_is_not_a_bomb_and_decodes_in_bounded_memory(tmp_path: Path) ->
 
 @pytest.mark.parametrize("mode", ["RGB16", "GREY16", "RGB8"])
 def test_uncompressed_tiff_reduced_in_bands_equals_whole_frame(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
-    import tifffile
-
     from pixel_detective_dagster.formats import banded
 
     rgb = np.asarray(variant(photo("coffee.png"), 0, (1501, 997)), dtype=np.uint16)
@@ -262,6 +259,9 @@ def test_library_of_every_format_ingests_upright(env: Path, tmp_path: Path) -> N
     (folder / "phone").mkdir()
     sideways.save(folder / "phone/cat.heic", exif=camera_exif(6), quality=92)
     sideways.save(folder / "phone/cat.avif", exif=camera_exif(6), quality=92)
+    plugins.load("jxl")
+    sideways.save(folder / "phone/cat.jxl", exif=camera_exif(6), quality=92)
+    tifffile.imwrite(folder / "scan16.tif", np.asarray(cat, dtype=np.uint16) * 257, photometric="rgb")
     frames = [cat, stripes(cat.size)]
     for name in ("anim.gif", "anim.webp", "anim.png"):
         frames[0].save(folder / name, save_all=True, append_images=frames[1:], duration=100, loop=0)
@@ -269,8 +269,10 @@ def test_library_of_every_format_ingests_upright(env: Path, tmp_path: Path) -> N
     report = ingest(folder, "every")
     assert report.success and report.failures == []
     points = {p["path"]: p for p in index_points("every").values()}
-    assert set(points) == {"cat.jpg", "sideways.jpg", "raw/cat_preview.dng", "raw/cat_sensor.dng", "phone/cat.heic",
-                           "phone/cat.avif", "anim.gif", "anim.webp", "anim.png"}  # fmt: skip
+    assert set(points) == {
+        "cat.jpg", "sideways.jpg", "raw/cat_preview.dng", "raw/cat_sensor.dng", "scan16.tif",
+        "phone/cat.heic", "phone/cat.avif", "phone/cat.jxl", "anim.gif", "anim.webp", "anim.png",
+    }  # fmt: skip
     raw = points["raw/cat_preview.dng"]
     assert (raw["format"], raw["camera_make"], raw["camera_model"], raw["orientation"]) == ("dng", "Nikon", "Z 8", 6)
     assert raw["taken_at"] == "2024-05-17T09:30:00"
