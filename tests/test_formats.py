@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
 from benchmarks.large_images import panorama, peak_rss
 from pixel_detective_dagster.formats import plugins
+from pixel_detective_dagster.formats.budget import DecodeBudget
 from pixel_detective_dagster.formats.raw import decode_raw
 from pixel_detective_dagster.formats.sniff import sniff
 from pixel_detective_dagster.imaging import ImageError, _to_rgb, decode_rgb, make_thumbnail, probe
@@ -176,8 +180,6 @@ def test_animated_images_use_the_first_frame_and_count_frames(fmt: str, recorded
 
 def test_16_bit_tiff_and_png_keep_colour_and_brightness() -> None:
     rgb16 = (np.asarray(stripes(), dtype=np.uint16) * 257).astype(np.uint16)
-    import tifffile
-
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, rgb16, photometric="rgb")
     img = decode_rgb(buffer.getvalue(), 224)
@@ -199,8 +201,6 @@ def test_panorama_is_not_a_bomb_and_decodes_in_bounded_memory(tmp_path: Path) ->
 
 @pytest.mark.parametrize("mode", ["RGB16", "GREY16", "RGB8"])
 def test_uncompressed_tiff_reduced_in_bands_equals_whole_frame(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
-    import tifffile
-
     from pixel_detective_dagster.formats import banded
 
     rgb = np.asarray(variant(photo("coffee.png"), 0, (1501, 997)), dtype=np.uint16)
@@ -217,6 +217,27 @@ def test_uncompressed_tiff_reduced_in_bands_equals_whole_frame(monkeypatch: pyte
     assert in_bands is not None and in_bands.size == whole.size == (167, 111)
     assert decode_rgb(data, 100).size == whole.size
     assert np.array_equal(np.asarray(in_bands), np.asarray(whole))
+
+
+def test_decode_budget_serialises_big_frames_but_never_blocks_a_lone_one() -> None:
+    budget = DecodeBudget(limit_bytes=100)
+    with budget.reserve(500):  # larger than the whole budget: runs, alone
+        assert budget.held == 500
+    events: list[str] = []
+
+    def decode(name: str) -> None:
+        with budget.reserve(60):
+            events.append(f"{name} start")
+            time.sleep(0.05)
+            events.append(f"{name} end")
+
+    workers = [threading.Thread(target=decode, args=(name,)) for name in "ab"]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert [e.split()[1] for e in events] == ["start", "end", "start", "end"]  # never both frames at once
+    assert budget.held == 0
 
 
 # --- through the whole graph -----------------------------------------------------------------------
@@ -238,6 +259,9 @@ def test_library_of_every_format_ingests_upright(env: Path, tmp_path: Path) -> N
     (folder / "phone").mkdir()
     sideways.save(folder / "phone/cat.heic", exif=camera_exif(6), quality=92)
     sideways.save(folder / "phone/cat.avif", exif=camera_exif(6), quality=92)
+    plugins.load("jxl")
+    sideways.save(folder / "phone/cat.jxl", exif=camera_exif(6), quality=92)
+    tifffile.imwrite(folder / "scan16.tif", np.asarray(cat, dtype=np.uint16) * 257, photometric="rgb")
     frames = [cat, stripes(cat.size)]
     for name in ("anim.gif", "anim.webp", "anim.png"):
         frames[0].save(folder / name, save_all=True, append_images=frames[1:], duration=100, loop=0)
@@ -245,8 +269,10 @@ def test_library_of_every_format_ingests_upright(env: Path, tmp_path: Path) -> N
     report = ingest(folder, "every")
     assert report.success and report.failures == []
     points = {p["path"]: p for p in index_points("every").values()}
-    assert set(points) == {"cat.jpg", "sideways.jpg", "raw/cat_preview.dng", "raw/cat_sensor.dng", "phone/cat.heic",
-                           "phone/cat.avif", "anim.gif", "anim.webp", "anim.png"}  # fmt: skip
+    assert set(points) == {
+        "cat.jpg", "sideways.jpg", "raw/cat_preview.dng", "raw/cat_sensor.dng", "scan16.tif",
+        "phone/cat.heic", "phone/cat.avif", "phone/cat.jxl", "anim.gif", "anim.webp", "anim.png",
+    }  # fmt: skip
     raw = points["raw/cat_preview.dng"]
     assert (raw["format"], raw["camera_make"], raw["camera_model"], raw["orientation"]) == ("dng", "Nikon", "Z 8", 6)
     assert raw["taken_at"] == "2024-05-17T09:30:00"
