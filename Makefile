@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 dev: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m pixel_detective_dagster.instance_config $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
 
 clean:

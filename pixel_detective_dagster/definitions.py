@@ -3,6 +3,7 @@
 from dagster import Definitions
 
 from pixel_detective_dagster.assets import ALL_ASSETS
+from pixel_detective_dagster.automation import maps_automation_sensor
 from pixel_detective_dagster.jobs import ingest_job
 from pixel_detective_dagster.resources import resources_from_env
 from pixel_detective_dagster.sensors import image_folder_sensor
@@ -10,6 +11,6 @@ from pixel_detective_dagster.sensors import image_folder_sensor
 defs = Definitions(
     assets=ALL_ASSETS,
     jobs=[ingest_job],
-    sensors=[image_folder_sensor],
+    sensors=[image_folder_sensor, maps_automation_sensor],
     resources=resources_from_env(),
 )
