@@ -101,6 +101,15 @@ def show_every_asset(page: Page) -> None:
         zoom_out.click()
 
 
+def show_picture(page: Page, asset_url: str, key: str, mime: str, screenshot: str) -> None:
+    """Open an asset's Markdown metadata entry ``key`` and check the UI renders its embedded picture."""
+    page.goto(asset_url)
+    page.get_by_role("row").filter(has_text=key).get_by_text("Show Markdown").click()
+    expect(page.get_by_role("dialog").locator(f'img[src^="data:image/{mime};base64,"]')).to_be_visible()
+    page.wait_for_timeout(500)  # let the dialog finish fading in
+    page.screenshot(path=ARTIFACTS / screenshot)
+
+
 def wait_for_run(instance: DagsterInstance, partition: str) -> DagsterRunStatus:
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -142,10 +151,8 @@ def test_ui_shows_the_graph_and_materializes_a_batch(dagster_dev: tuple[str, str
             expect(page.get_by_text("Success").first).to_be_visible()
             page.screenshot(path=ARTIFACTS / "3_run_succeeded.png")
 
-            page.goto(f"{url}/assets/thumbnails")
-            page.get_by_role("row").filter(has_text="contact_sheet").get_by_text("Show Markdown").click()
-            expect(page.locator('img[src^="data:image/jpeg;base64,"]').first).to_be_visible()  # the contact sheet
-            page.screenshot(path=ARTIFACTS / "4_thumbnails_contact_sheet.png")
+            show_picture(page, f"{url}/assets/thumbnails", "contact_sheet", "jpeg", "4_thumbnails_contact_sheet.png")
+            show_picture(page, f"{url}/assets/image_clusters", "pics/map", "png", "5_cluster_map.png")
         except Exception:
             page.screenshot(path=ARTIFACTS / "failure.png")
             (ARTIFACTS / "failure.txt").write_text(page.inner_text("body"))
