@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import yaml
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRunStatus, build_resources
 from dagster._config import validate_config
 from dagster._core.instance.config import dagster_instance_config_schema
 from dagster_docker import DockerRunLauncher
@@ -19,6 +19,8 @@ from dagster_postgres import DagsterPostgresStorage
 from pixel_detective_dagster.assets import ALL_ASSETS
 from pixel_detective_dagster.ingest import ensure_dagster_home
 from pixel_detective_dagster.instance_config import install_instance_config, template_text
+from pixel_detective_dagster.layout import PARTITIONS_NAME
+from pixel_detective_dagster.resources import resources_from_env
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SECTIONS = ["concurrency", "run_monitoring", "retention", "telemetry"]
@@ -81,11 +83,25 @@ def test_compose_wires_postgres_daemon_webserver_user_code_and_qdrant() -> None:
                 assert (REPO / source).exists(), source
 
 
-def test_dg_lists_the_definitions(env: Path) -> None:
-    dg = Path(sys.executable).parent / "dg"
-    done = subprocess.run([str(dg), "list", "defs", "--json"], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    listed = json.loads(done.stdout[done.stdout.index("{") :])
-    assert {a["asset_key"] for a in listed["assets"]} == {a.key.to_user_string() for a in ALL_ASSETS}
-    assert {"image_folder_sensor", "maps_automation_sensor"} <= {s["name"] for s in listed["sensors"]}
+def dg(*args: str) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "dg"), *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          timeout=300)  # fmt: skip
+
+
+def test_dg_lists_the_definitions_and_launches_a_batch(env: Path, registered_batches: list[str]) -> None:
+    listed = dg("list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    definitions = json.loads(listed.stdout[listed.stdout.index("{") :])
+    assert {a["asset_key"] for a in definitions["assets"]} == {a.key.to_user_string() for a in ALL_ASSETS}
+    assert {"image_folder_sensor", "maps_automation_sensor"} <= {s["name"] for s in definitions["sensors"]}
+
+    ensure_dagster_home(env)
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(PARTITIONS_NAME, registered_batches)
+    launched = dg("launch", "--assets", "*", "--partition", registered_batches[0])
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    with DagsterInstance.get() as instance:
+        assert [r.status for r in instance.get_runs()] == [DagsterRunStatus.SUCCESS]
+    with build_resources(resources_from_env()) as resources:
+        assert resources.vector_index.for_collection(resources.storage.layout, "pics").count() == 6
