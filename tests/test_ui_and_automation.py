@@ -5,13 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 from dagster import AssetKey, DagsterInstance, evaluate_automation_conditions, materialize
 from PIL import Image
 
 from pixel_detective_dagster.assets import ALL_ASSETS
-from pixel_detective_dagster.definitions import defs
 from pixel_detective_dagster.layout import PARTITIONS_NAME
 from pixel_detective_dagster.resources import resources_from_env
 from pixel_detective_dagster.ui_metadata import cluster_map_markdown, contact_sheet_markdown, display_labels
@@ -46,7 +46,7 @@ def test_cluster_map_colours_each_cluster_and_stays_small() -> None:
     assert display_labels(np.array([-1, -1]), np.array([0, 1])).tolist() == [0, 1]
 
 
-def test_contact_sheet_tiles_readable_thumbnails(tmp_path) -> None:
+def test_contact_sheet_tiles_readable_thumbnails(tmp_path: Path) -> None:
     paths = []
     for i in range(10):
         paths.append(tmp_path / f"{i}.webp")
@@ -57,7 +57,9 @@ def test_contact_sheet_tiles_readable_thumbnails(tmp_path) -> None:
     assert contact_sheet_markdown([]).value == "No thumbnails in this batch."
 
 
-def test_assets_read_well_in_the_graph() -> None:
+def test_assets_read_well_in_the_graph(env: Path) -> None:
+    from pixel_detective_dagster.definitions import defs  # imported under the test environment (EnvVar resources)
+
     graph = defs.resolve_asset_graph()
     groups = {}
     for key in graph.get_all_asset_keys():
@@ -73,6 +75,8 @@ def test_assets_read_well_in_the_graph() -> None:
 
 
 def test_maps_refresh_themselves_after_a_batch_reaches_the_index(registered_batches: list[str]) -> None:
+    from pixel_detective_dagster.definitions import defs
+
     instance = DagsterInstance.ephemeral()
     (key,) = registered_batches
 
