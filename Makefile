@@ -29,4 +29,4 @@ dev: $(STAMP)
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
 
 clean:
-	rm -rf $(VENV) .pixel_detective demo_images
+	rm -rf $(VENV) .pixel_detective demo_images test-artifacts

@@ -80,38 +80,44 @@ def _sample(count: int, limit: int, seed: int = 0) -> np.ndarray:
 
 def cluster_map(xy: np.ndarray, labels: np.ndarray, names: Mapping[int, str] | None = None) -> Image.Image:
     """Scatter of 2-D map coordinates, one colour per cluster label (``-1`` = noise, grey), with a legend."""
-    names = names or {}
-    width, height = MAP_SIZE
-    plot = height  # square plot on the left, legend on the right
-    margin, radius = 12, 2 if len(xy) > 2000 else 3
     image = Image.new("RGB", MAP_SIZE, (255, 255, 255))
     draw = ImageDraw.Draw(image)
-    draw.rectangle([margin - 1, margin - 1, plot - margin, height - margin], outline=(200, 200, 200))
     keep = _sample(len(xy), MAP_MAX_POINTS)
-    points, point_labels = np.asarray(xy, np.float64)[keep], np.asarray(labels)[keep]
-    if len(points):
-        low, high = points.min(axis=0), points.max(axis=0)
-        scaled = (points - low) / np.where(high > low, high - low, 1.0)
-        span = plot - 2 * margin - 2 * radius
-        px = margin + radius + scaled[:, 0] * span
-        py = height - margin - radius - scaled[:, 1] * span
-        order = np.argsort(point_labels != -1, kind="stable")  # noise first, clusters drawn on top
-        for i in order:
-            colour = _colour(int(point_labels[i]))
-            draw.ellipse([px[i] - radius, py[i] - radius, px[i] + radius, py[i] + radius], fill=colour)
-    font = ImageFont.load_default(size=12)
-    all_labels, counts = np.unique(np.asarray(labels), return_counts=True)
-    ranked = sorted(zip(all_labels.tolist(), counts.tolist()), key=lambda lc: (lc[0] == -1, -lc[1]))
-    line, max_lines = 16, (height - 2 * margin) // 16
-    for row, (label, count) in enumerate(ranked[: max_lines - 1]):
-        y = margin + row * line
-        draw.rectangle([plot + 4, y + 3, plot + 14, y + 13], fill=_colour(label))
-        name = "noise" if label == -1 else names.get(label, f"cluster {label}")
-        draw.text((plot + 20, y), f"{name[:22]} ({count})", fill=(40, 40, 40), font=font)
-    if len(ranked) > max_lines - 1:
-        more = f"... {len(ranked) - max_lines + 1} more"
-        draw.text((plot + 20, margin + (max_lines - 1) * line), more, fill=(40, 40, 40), font=font)
+    _draw_points(draw, np.asarray(xy, np.float64)[keep], np.asarray(labels)[keep])
+    _draw_legend(draw, np.asarray(labels), names or {})
     return image
+
+
+def _draw_points(draw: ImageDraw.ImageDraw, points: np.ndarray, labels: np.ndarray) -> None:
+    """Points scaled into the square plot on the left; noise first so clusters are drawn on top."""
+    side, margin = MAP_SIZE[1], 12
+    radius = 2 if len(points) > 2000 else 3
+    draw.rectangle([margin - 1, margin - 1, side - margin, side - margin], outline=(200, 200, 200))
+    if not len(points):
+        return
+    low, high = points.min(axis=0), points.max(axis=0)
+    scaled = (points - low) / np.where(high > low, high - low, 1.0)
+    span = side - 2 * margin - 2 * radius
+    px = margin + radius + scaled[:, 0] * span
+    py = side - margin - radius - scaled[:, 1] * span
+    for i in np.argsort(labels != -1, kind="stable"):
+        draw.ellipse([px[i] - radius, py[i] - radius, px[i] + radius, py[i] + radius], fill=_colour(int(labels[i])))
+
+
+def _draw_legend(draw: ImageDraw.ImageDraw, labels: np.ndarray, names: Mapping[int, str]) -> None:
+    """Clusters by size (noise last) with their name and count, right of the plot."""
+    left, margin, line = MAP_SIZE[1] + 4, 12, 16
+    rows = (MAP_SIZE[1] - 2 * margin) // line - 1
+    font = ImageFont.load_default(size=12)
+    values, counts = np.unique(labels, return_counts=True)
+    ranked = sorted(zip(values.tolist(), counts.tolist()), key=lambda lc: (lc[0] == -1, -lc[1]))
+    for row, (label, count) in enumerate(ranked[:rows]):
+        y = margin + row * line
+        draw.rectangle([left, y + 3, left + 10, y + 13], fill=_colour(label))
+        name = "noise" if label == -1 else names.get(label, f"cluster {label}")
+        draw.text((left + 16, y), f"{name[:22]} ({count})", fill=(40, 40, 40), font=font)
+    if len(ranked) > rows:
+        draw.text((left + 16, margin + rows * line), f"... {len(ranked) - rows} more", fill=(40, 40, 40), font=font)
 
 
 def _colour(label: int) -> tuple[int, int, int]:
