@@ -28,8 +28,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks --json benchmarks/results.json
 
 dev: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m pixel_detective_dagster.instance_config $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
 
 clean:
-	rm -rf $(VENV) .pixel_detective demo_images
+	rm -rf $(VENV) .pixel_detective demo_images test-artifacts

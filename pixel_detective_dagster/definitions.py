@@ -1,8 +1,9 @@
 """The Pixel Detective code location: ``dagster dev`` / ``dagster asset materialize -m`` load ``defs``."""
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from pixel_detective_dagster.assets import ALL_ASSETS
+from pixel_detective_dagster.automation import maps_automation_sensor
 from pixel_detective_dagster.jobs import ingest_job
 from pixel_detective_dagster.resources import resources_from_env
 from pixel_detective_dagster.sensors import image_folder_sensor
@@ -10,6 +11,9 @@ from pixel_detective_dagster.sensors import image_folder_sensor
 defs = Definitions(
     assets=ALL_ASSETS,
     jobs=[ingest_job],
-    sensors=[image_folder_sensor],
+    sensors=[image_folder_sensor, maps_automation_sensor],
     resources=resources_from_env(),
+    # One process per run: torch and the models load once, not once per step subprocess; the model
+    # steps share the one-slot ``gpu`` pool anyway, so step subprocesses would buy no parallelism.
+    executor=in_process_executor,
 )

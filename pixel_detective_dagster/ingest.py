@@ -11,6 +11,7 @@ from pathlib import Path
 from dagster import DagsterInstance, build_resources
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from pixel_detective_dagster.instance_config import install_instance_config
 from pixel_detective_dagster.layout import PARTITIONS_NAME, resolve_home
 from pixel_detective_dagster.resources import resources_from_env
 from pixel_detective_dagster.scanning import DEFAULT_BATCH_SIZE, scan_collection
@@ -33,10 +34,9 @@ class IngestReport:
 
 
 def ensure_dagster_home(home: Path) -> Path:
-    """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI."""
+    """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI; installs dagster.yaml."""
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home").resolve()
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").touch()
+    install_instance_config(dagster_home)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     return dagster_home
 

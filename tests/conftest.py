@@ -41,3 +41,16 @@ def photos(tmp_path: Path) -> Path:
     folder = tmp_path / "photos"
     generate_folder(folder, 6, "small")
     return folder
+
+
+@pytest.fixture
+def registered_batches(env: Path, photos: Path) -> list[str]:
+    """``photos`` registered as collection ``pics`` and scanned: the new batch keys (not yet in any instance)."""
+    from dagster import build_resources
+
+    from pixel_detective_dagster.resources import resources_from_env
+    from pixel_detective_dagster.scanning import scan_collection
+
+    with build_resources(resources_from_env()) as resources:
+        resources.storage.catalog.register_collection("pics", photos)
+        return scan_collection(resources.storage.catalog, "pics").new_batches

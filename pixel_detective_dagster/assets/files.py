@@ -7,13 +7,15 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from pixel_detective_dagster.artifacts import write_parquet
 from pixel_detective_dagster.assets.partitions import BATCH_ASSET_ARGS
 from pixel_detective_dagster.assets.reporting import artifact_links, failures_table
+from pixel_detective_dagster.assets.stages import stage
 from pixel_detective_dagster.batch_inputs import batch_context
 from pixel_detective_dagster.manifests import build_manifest
 from pixel_detective_dagster.resources.storage import StorageResource
 from pixel_detective_dagster.thumbnail_store import build_thumbnails
+from pixel_detective_dagster.ui_metadata import contact_sheet_markdown
 
 
-@asset(**BATCH_ASSET_ARGS, group_name="ingest", kinds={"python", "parquet"})
+@asset(**BATCH_ASSET_ARGS, **stage("ingest"), kinds={"python", "parquet", "sqlite"})
 def image_manifest(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
     """Every file of the batch: path, size, mtime, BLAKE3 hash, format, dimensions, EXIF and status (ok or why not)."""
     start = time.perf_counter()
@@ -42,13 +44,13 @@ def image_manifest(context: AssetExecutionContext, storage: StorageResource) -> 
     )
 
 
-@asset(**BATCH_ASSET_ARGS, deps=[image_manifest], group_name="ingest", kinds={"pillow", "parquet"})
+@asset(**BATCH_ASSET_ARGS, deps=[image_manifest], **stage("ingest"), kinds={"pillow", "parquet"})
 def thumbnails(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
     """One upright thumbnail per unique content in the content-addressed store (reduced-size decoding)."""
     start = time.perf_counter()
     made = cached = 0
     failures: list[tuple[str, str]] = []
-    paths = []
+    paths, sheet = [], []
     for key in context.partition_keys:
         batch = batch_context(storage.catalog, storage.layout, key)
         frame = build_thumbnails(storage.layout, batch.root, batch.read("manifest"), storage.thumbnail_settings, storage.workers)
@@ -58,6 +60,7 @@ def thumbnails(context: AssetExecutionContext, storage: StorageResource) -> Mate
         made += int(((frame["status"] == "ok") & ~frame["cached"]).sum())
         cached += int(frame["cached"].sum())
         failures += list(zip(failed["hash"], failed["reason"]))
+        sheet += frame.loc[frame["status"] == "ok", "thumbnail"].tolist()
     seconds = time.perf_counter() - start
     return MaterializeResult(
         metadata={
@@ -68,6 +71,7 @@ def thumbnails(context: AssetExecutionContext, storage: StorageResource) -> Mate
             "longest_side": storage.thumbnail_size,
             "format": storage.thumbnail_format,
             "failures": failures_table(failures),
+            "contact_sheet": contact_sheet_markdown(sheet),
             "store": MetadataValue.path(str(storage.layout.home / "thumbnails")),
             **artifact_links(paths),
         }

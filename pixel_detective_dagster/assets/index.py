@@ -5,13 +5,14 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 from pixel_detective_dagster.artifacts import read_vectors
 from pixel_detective_dagster.assets.models import blip_captions, clip_embeddings
 from pixel_detective_dagster.assets.partitions import BATCH_ASSET_ARGS
+from pixel_detective_dagster.assets.stages import stage
 from pixel_detective_dagster.batch_inputs import batch_context
 from pixel_detective_dagster.indexing import BatchFeatures, sync_batch
 from pixel_detective_dagster.resources.index import VectorIndexResource
 from pixel_detective_dagster.resources.storage import StorageResource
 
 
-@asset(**BATCH_ASSET_ARGS, deps=[clip_embeddings, blip_captions], group_name="index", kinds={"qdrant"})
+@asset(**BATCH_ASSET_ARGS, deps=[clip_embeddings, blip_captions], **stage("index"), kinds={"qdrant"})
 def vector_index(context: AssetExecutionContext, storage: StorageResource, vector_index: VectorIndexResource) -> MaterializeResult:
     """Upserts the batch with deterministic UUIDv5 ids and full payload; re-points or removes changed and deleted files."""
     totals = {"upserted": 0, "payload_updated": 0, "deleted": 0}

@@ -9,18 +9,24 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from pixel_detective_dagster.artifacts import read_parquet, write_parquet
 from pixel_detective_dagster.assets.index import vector_index
 from pixel_detective_dagster.assets.partitions import BATCH_ASSET_ARGS
+from pixel_detective_dagster.assets.stages import stage
+from pixel_detective_dagster.automation import MAPS_GROUP, MAPS_REFRESH
 from pixel_detective_dagster.layout import parse_batch_key
 from pixel_detective_dagster.projection import cluster_points, embed_2d
 from pixel_detective_dagster.resources.index import VectorIndexResource
 from pixel_detective_dagster.resources.projection import ProjectionResource
 from pixel_detective_dagster.resources.storage import StorageResource
+from pixel_detective_dagster.ui_metadata import cluster_map_markdown, display_labels
 
 
 def _collections(keys: list[str]) -> list[str]:
     return sorted({parse_batch_key(k)[0] for k in keys})
 
 
-@asset(**BATCH_ASSET_ARGS, deps=[vector_index], group_name="maps", kinds={"umap", "parquet"})
+@asset(
+    **BATCH_ASSET_ARGS, deps=[vector_index], **stage(MAPS_GROUP), kinds={"umap", "parquet", "qdrant"},
+    automation_condition=MAPS_REFRESH,
+)
 def umap_projection(
     context: AssetExecutionContext, storage: StorageResource, vector_index: VectorIndexResource, projection: ProjectionResource
 ) -> MaterializeResult:
@@ -51,7 +57,10 @@ def umap_projection(
     return MaterializeResult(metadata=metadata)
 
 
-@asset(**BATCH_ASSET_ARGS, deps=[umap_projection], group_name="maps", kinds={"scikitlearn", "parquet"})
+@asset(
+    **BATCH_ASSET_ARGS, deps=[umap_projection], **stage(MAPS_GROUP), kinds={"scikitlearn", "parquet", "qdrant"},
+    automation_condition=MAPS_REFRESH,
+)
 def image_clusters(
     context: AssetExecutionContext, storage: StorageResource, vector_index: VectorIndexResource, projection: ProjectionResource
 ) -> MaterializeResult:
@@ -74,5 +83,6 @@ def image_clusters(
         metadata[f"{collection}/density_clusters"] = int(len(set(result.density.tolist()) - {-1}))
         metadata[f"{collection}/noise_points"] = int((result.density == -1).sum())
         metadata[f"{collection}/kmeans_k"] = result.n_kmeans
+        metadata[f"{collection}/map"] = cluster_map_markdown(xy, display_labels(result.density, result.kmeans))
         metadata[f"{collection}/artifact"] = MetadataValue.path(str(path))
     return MaterializeResult(metadata=metadata)

@@ -14,6 +14,7 @@ from pixel_detective_dagster.artifacts import write_parquet, write_vectors
 from pixel_detective_dagster.assets.files import thumbnails
 from pixel_detective_dagster.assets.partitions import BATCH_ASSET_ARGS
 from pixel_detective_dagster.assets.reporting import artifact_links, failures_table, model_metadata
+from pixel_detective_dagster.assets.stages import stage
 from pixel_detective_dagster.batch_inputs import BatchContext, batch_context
 from pixel_detective_dagster.imaging import decode_rgb
 from pixel_detective_dagster.inference import InferenceOutcome, run_over_contents
@@ -68,7 +69,7 @@ def run_model_step(context: AssetExecutionContext, storage: StorageResource, ste
     return {**_throughput(outcomes), **artifact_links(paths)}
 
 
-@asset(**BATCH_ASSET_ARGS, deps=[thumbnails], pool="gpu", group_name="models", kinds={"pytorch", "parquet"})
+@asset(**BATCH_ASSET_ARGS, deps=[thumbnails], pool="gpu", **stage("models"), kinds={"pytorch", "parquet", "sqlite"})
 def clip_embeddings(context: AssetExecutionContext, storage: StorageResource, clip_model: ClipModelResource) -> MaterializeResult:
     """L2-normalised float32 open_clip image embeddings, one per unique content, cached by (model, hash)."""
     encoder, loaded = clip_model.load()
@@ -87,7 +88,7 @@ def clip_embeddings(context: AssetExecutionContext, storage: StorageResource, cl
     return MaterializeResult(metadata={**metadata, "dimensions": encoder.dim, **model_metadata(loaded)})
 
 
-@asset(**BATCH_ASSET_ARGS, deps=[thumbnails], pool="gpu", group_name="models", kinds={"pytorch", "parquet"})
+@asset(**BATCH_ASSET_ARGS, deps=[thumbnails], pool="gpu", **stage("models"), kinds={"pytorch", "huggingface", "parquet"})
 def blip_captions(context: AssetExecutionContext, storage: StorageResource, caption_model: CaptionModelResource) -> MaterializeResult:
     """One caption per unique content from a transformers captioner (BLIP by default), cached by (model, hash)."""
     captioner, loaded = caption_model.load()
