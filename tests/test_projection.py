@@ -244,14 +244,16 @@ def test_assets_write_coordinates_clusters_and_quality_then_transform_the_next_b
             result = materialize([umap_projection, image_clusters], partition_key=key, resources=resources,
                                  instance=instance)  # fmt: skip
             assert result.success
-            return {k: v.value for e in result.get_asset_materialization_events()
-                    for k, v in e.materialization.metadata.items()}  # fmt: skip
+            return {e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
+                    for e in result.get_asset_materialization_events()}  # fmt: skip
 
         instance = DagsterInstance.ephemeral()
         add(range(200))
         first = run("maps-000001")
-        assert first["maps/mode"] == "fit" and first["maps/trustworthiness"] > 0.9
-        assert first["engine"] == "cpu" and first["maps/density_clusters"] >= 3
+        umap_meta, cluster_meta = first["umap_projection"], first["image_clusters"]
+        assert umap_meta["maps/mode"] == "fit" and umap_meta["maps/trustworthiness"] > 0.9
+        assert umap_meta["engine"] == choose_engine().name and "cuML" in umap_meta["engine_reason"]
+        assert cluster_meta["maps/density_clusters"] >= 3 and "| cluster | name | points |" in cluster_meta["maps/cluster_names"]
         before = {p.id: p.payload for p in index.all_points(with_vectors=False)}
         assert all({"umap_x", "umap_y", "cluster", "cluster_name", "outlier", "kmeans_cluster"} <= set(p)
                    for p in before.values())  # fmt: skip
@@ -259,8 +261,10 @@ def test_assets_write_coordinates_clusters_and_quality_then_transform_the_next_b
         assert named <= {"harbour", "boats", "forest", "trail", "city", "skyline", "birthday", "cake", "snowy", "mountain"}
 
         add(range(200, 240))
-        second = run("maps-000002")
+        add(range(1))  # re-upserted as a duplicate's content would be: its payload loses the map fields
+        second = run("maps-000002")["umap_projection"]
         assert second["maps/mode"] == "transform" and second["maps/points_kept"] == 200
+        assert second["maps/payloads_updated"] == 41  # the new points and the re-upserted one
         after = {p.id: p.payload for p in index.all_points(with_vectors=False)}
         assert all((after[i]["umap_x"], after[i]["umap_y"]) == (p["umap_x"], p["umap_y"]) for i, p in before.items())
         assert DataLayout(env).collection_dir("maps").joinpath("projection_model.joblib").exists()

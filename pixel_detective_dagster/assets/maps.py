@@ -1,5 +1,7 @@
 """Stage 4: per-collection maps over every indexed image, kept stable across batches (see ``projection``)."""
 
+import math
+
 import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -30,6 +32,21 @@ def _with_point_columns(frame, points: list[IndexPoint]):
     return frame.assign(hash=[p.payload.get("hash") for p in points], path=[p.payload.get("path") for p in points])
 
 
+def _same(stored: object, value: object) -> bool:
+    """Equal, allowing the last-bit float error of the index's payload round trip."""
+    if isinstance(stored, float) and isinstance(value, float):
+        return math.isclose(stored, value, rel_tol=1e-9, abs_tol=1e-12)
+    return stored == value
+
+
+def _set_changed(index, points: list[IndexPoint], updates: dict[str, dict]) -> int:
+    """Write only payloads that differ from the points' current ones (kept map points cost nothing)."""
+    current = {p.id: p.payload for p in points}
+    changed = {pid: new for pid, new in updates.items() if not all(_same(current[pid].get(k), v) for k, v in new.items())}
+    index.set_payload(changed)
+    return len(changed)
+
+
 @asset(**BATCH_ASSET_ARGS, deps=[vector_index], group_name="maps", kinds={"umap", "parquet"})
 def umap_projection(
     context: AssetExecutionContext, storage: StorageResource, vector_index: VectorIndexResource, projection: ProjectionResource
@@ -47,8 +64,8 @@ def umap_projection(
             projection.model_store(storage.layout, collection), engine, projection.settings(), projection.refit,
         )  # fmt: skip
         write_parquet(_with_point_columns(update.frame(), points), path)
-        index.set_payload({pid: {"umap_x": float(x), "umap_y": float(y)}
-                           for pid, (x, y), how in zip(update.ids, update.coords, update.placed_by) if how != "kept"})  # fmt: skip
+        written = _set_changed(index, points, {pid: {"umap_x": float(x), "umap_y": float(y)}
+                                               for pid, (x, y) in zip(update.ids, update.coords)})  # fmt: skip
         reducer = update.reducer
         details = {
             "points": len(points), "mode": update.mode, "reason": update.reason,
@@ -56,7 +73,7 @@ def umap_projection(
             "pca_neighbour_recall": reducer.pca_recall if reducer else None,
             "pca_explained_variance": reducer.pca_variance if reducer else None,
             **{f"points_{kind}": count for kind, count in update.counts().items()},
-            "seconds": round(update.seconds, 3), "artifact": MetadataValue.path(str(path)),
+            "payloads_updated": written, "seconds": round(update.seconds, 3), "artifact": MetadataValue.path(str(path)),
         }  # fmt: skip
         metadata.update({f"{collection}/{key}": value for key, value in details.items() if value is not None})
         context.log.info(f"{collection}: {update.mode} ({update.reason})")
@@ -80,15 +97,16 @@ def image_clusters(
         captions = [p.payload.get("caption") for p in points]
         table = label_map([p.id for p in points], xy, _vectors(points), captions, engine, settings)
         path = write_parquet(_with_point_columns(table, points), storage.layout.collection_dir(collection) / CLUSTERS_FILE)
-        index.set_payload(
-            {row.id: {"cluster": int(row.cluster), "cluster_name": row.cluster_name, "outlier": bool(row.outlier),
-                      "kmeans_cluster": int(row.kmeans_cluster)} for row in table.itertuples()}
-        )  # fmt: skip
+        written = _set_changed(index, points, {
+            row.id: {"cluster": int(row.cluster), "cluster_name": row.cluster_name, "outlier": bool(row.outlier),
+                     "kmeans_cluster": int(row.kmeans_cluster)} for row in table.itertuples()
+        })  # fmt: skip
         metadata[f"{collection}/points"] = len(points)
         metadata[f"{collection}/density_clusters"] = int(table.loc[table["cluster"] >= 0, "cluster"].nunique())
         metadata[f"{collection}/noise_points"] = int((table["cluster"] == -1).sum())
         metadata[f"{collection}/outliers"] = int(table["outlier"].sum())
         metadata[f"{collection}/kmeans_k"] = int(table["kmeans_cluster"].nunique())
+        metadata[f"{collection}/payloads_updated"] = written
         metadata[f"{collection}/cluster_names"] = MetadataValue.md(cluster_summary(table))
         metadata[f"{collection}/artifact"] = MetadataValue.path(str(path))
     return MaterializeResult(metadata=metadata)

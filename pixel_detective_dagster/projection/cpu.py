@@ -24,4 +24,6 @@ class CpuEngine(EstimatorEngine):
         from sklearn.cluster import DBSCAN, HDBSCAN, KMeans
         from sklearn.decomposition import PCA
 
-        return Toolkit(np, np.asarray, PCA, umap.UMAP, HDBSCAN, DBSCAN, KMeans)
+        # NN-descent even for small sets: umap-learn's exact path calls a Python distance per pair
+        options = {"force_approximation_algorithm": True}
+        return Toolkit(np, np.asarray, PCA, umap.UMAP, HDBSCAN, DBSCAN, KMeans, umap_options=options)

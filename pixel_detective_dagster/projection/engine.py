@@ -113,7 +113,8 @@ class EstimatorEngine:
                 reducer.pca, reducer.method, x = pca, f"pca{settings.pca_dims}+umap", reduced
         reducer.umap = kit.UMAP(
             n_neighbors=min(settings.n_neighbors, n - 1), n_components=2, min_dist=settings.min_dist,
-            metric="euclidean", random_state=settings.seed, init="spectral" if n > 30 else "random", **kit.umap_options,
+            n_epochs=settings.n_epochs, metric="euclidean", random_state=settings.seed,
+            init="spectral" if n > 30 else "random", **kit.umap_options,
         )  # fmt: skip  (euclidean on unit vectors ranks neighbours as cosine does)
         coords = reducer.umap.fit_transform(x)
         return reducer, kit.to_host(coords).astype(np.float32)

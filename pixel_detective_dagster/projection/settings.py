@@ -9,6 +9,7 @@ from dataclasses import dataclass
 class ProjectionSettings:
     n_neighbors: int = 15
     min_dist: float = 0.1
+    n_epochs: int | None = 200  # umap-learn's default is 500 below 10k points, 200 above; None keeps it
     pca_dims: int = 50  # reduce to this many dimensions first when the vectors have more ...
     min_pca_recall: float = 0.5  # ... unless fewer than this share of 10-NN survive the reduction
     fit_sample: int = 20_000  # larger collections: fit on a sample of this size, transform the rest
