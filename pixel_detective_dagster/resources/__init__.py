@@ -13,7 +13,7 @@ from pixel_detective_dagster.models.clip import CLIP_MODEL_ENV, CLIP_PRETRAINED_
 from pixel_detective_dagster.models.device import DEVICE_ENV
 from pixel_detective_dagster.resources.index import VectorIndexResource
 from pixel_detective_dagster.resources.models import CaptionModelResource, ClipModelResource
-from pixel_detective_dagster.resources.projection import ProjectionResource
+from pixel_detective_dagster.resources.projection import ProjectionResource, refit_from_env
 from pixel_detective_dagster.resources.storage import StorageResource
 
 PROJECTION_ENGINE_ENV = "PIXEL_DETECTIVE_PROJECTION_ENGINE"
@@ -30,5 +30,5 @@ def resources_from_env() -> dict[str, Any]:
         "clip_model": ClipModelResource(**_from_env(model=CLIP_MODEL_ENV, pretrained=CLIP_PRETRAINED_ENV, device=DEVICE_ENV)),
         "caption_model": CaptionModelResource(**_from_env(model=CAPTION_MODEL_ENV, device=DEVICE_ENV)),
         "vector_index": VectorIndexResource(**_from_env(url="QDRANT_URL", api_key="QDRANT_API_KEY")),
-        "projection": ProjectionResource(**_from_env(engine=PROJECTION_ENGINE_ENV)),
+        "projection": ProjectionResource(**_from_env(engine=PROJECTION_ENGINE_ENV), **refit_from_env()),
     }

@@ -1,0 +1,29 @@
+"""The CPU engine: umap-learn (approximate neighbours by NN-descent) and scikit-learn."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pixel_detective_dagster.projection.engine import EstimatorEngine, Toolkit
+
+
+class CpuEngine(EstimatorEngine):
+    name = "cpu"
+
+    def __init__(self, numba_cache: Path | None = None):
+        self.numba_cache = numba_cache
+
+    def toolkit(self) -> Toolkit:
+        if self.numba_cache is not None:  # before numba is first imported, so its JIT is compiled once per machine
+            self.numba_cache.mkdir(parents=True, exist_ok=True)
+            os.environ.setdefault("NUMBA_CACHE_DIR", str(self.numba_cache))
+        import umap
+        from sklearn.cluster import DBSCAN, HDBSCAN, KMeans
+        from sklearn.decomposition import PCA
+
+        # NN-descent even for small sets: umap-learn's exact path calls a Python distance per pair
+        options = {"force_approximation_algorithm": True}
+        return Toolkit(np, np.asarray, PCA, umap.UMAP, HDBSCAN, DBSCAN, KMeans, umap_options=options)

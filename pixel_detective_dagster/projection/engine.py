@@ -1,0 +1,154 @@
+"""The engine interface (fit / transform / cluster), written once over an array module and estimator classes.
+
+cuML and scikit-learn / umap-learn share estimator names and parameters, so an engine is a
+``Toolkit``: the array module (cupy or numpy), a copy-to-host function and the estimator classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+from pixel_detective_dagster.projection.settings import ProjectionSettings
+
+MIN_UMAP_POINTS = 8  # fewer points than this get a 2-D PCA instead of a neighbour graph
+RECALL_SAMPLE = 1_000
+RECALL_NEIGHBOURS = 10
+
+
+@dataclass
+class Reducer:
+    """A fitted projection: L2-normalise, optional PCA, then UMAP (or just 2 principal axes for tiny sets)."""
+
+    engine: str
+    dim: int
+    method: str
+    pca: Any | None = None
+    umap: Any | None = None
+    axes: tuple[np.ndarray, np.ndarray] | None = None  # (mean, 2 x dim components) when there is no UMAP
+    pca_recall: float | None = None  # share of 10-NN kept by the PCA, on a sample
+    pca_variance: float | None = None
+
+
+@dataclass
+class Clusters:
+    density: np.ndarray  # labels on the 2-D map, -1 = noise
+    membership: np.ndarray  # strength of membership in [0, 1] (HDBSCAN probabilities; DBSCAN: 1 or 0)
+    kmeans: np.ndarray  # K-Means labels on the embeddings
+    n_kmeans: int
+
+    def outliers(self, min_membership: float) -> np.ndarray:
+        return (self.density == -1) | (self.membership < min_membership)
+
+
+class ProjectionEngine(Protocol):
+    name: str
+
+    def fit(self, vectors: np.ndarray, settings: ProjectionSettings) -> tuple[Reducer, np.ndarray]: ...
+    def transform(self, reducer: Reducer, vectors: np.ndarray, settings: ProjectionSettings) -> np.ndarray: ...
+    def cluster(self, coords: np.ndarray, vectors: np.ndarray, settings: ProjectionSettings) -> Clusters: ...
+
+
+@dataclass
+class Toolkit:
+    xp: Any  # numpy or cupy
+    to_host: Callable[[Any], np.ndarray]
+    PCA: Callable[..., Any]
+    UMAP: Callable[..., Any]
+    HDBSCAN: Callable[..., Any]
+    DBSCAN: Callable[..., Any]
+    KMeans: Callable[..., Any]
+    umap_options: dict[str, Any] = field(default_factory=dict)
+
+
+def neighbour_recall(original: np.ndarray, reduced: np.ndarray) -> float:
+    """Share of each point's 10 nearest neighbours (among the given points) that survive a reduction."""
+    k = min(RECALL_NEIGHBOURS, len(original) - 1)
+    before = NearestNeighbors(n_neighbors=k).fit(original).kneighbors(return_distance=False)
+    after = NearestNeighbors(n_neighbors=k).fit(reduced).kneighbors(return_distance=False)
+    return float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(before, after)]))
+
+
+def principal_axes(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and the first two principal directions (zero-padded when there are fewer)."""
+    mean = vectors.mean(axis=0)
+    _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
+    axes = np.zeros((2, vectors.shape[1]), np.float32)
+    axes[: min(2, len(vt))] = vt[:2]
+    return mean.astype(np.float32), axes
+
+
+class EstimatorEngine:
+    """fit / transform / cluster over a ``Toolkit``; subclasses only say how to import it."""
+
+    name = ""
+
+    def toolkit(self) -> Toolkit:
+        raise NotImplementedError
+
+    def _unit(self, kit: Toolkit, vectors: np.ndarray) -> Any:
+        x = kit.xp.asarray(vectors, dtype=kit.xp.float32)
+        return x / kit.xp.maximum(kit.xp.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    def fit(self, vectors: np.ndarray, settings: ProjectionSettings) -> tuple[Reducer, np.ndarray]:
+        """Fit on ``vectors`` and return the reducer with their 2-D coordinates."""
+        n, dim = vectors.shape
+        kit = self.toolkit()
+        x = self._unit(kit, vectors)
+        if n < MIN_UMAP_POINTS:
+            reducer = Reducer(self.name, dim, "pca", axes=principal_axes(kit.to_host(x)))
+            return reducer, self.transform(reducer, vectors, settings)
+        reducer = Reducer(self.name, dim, "umap")
+        if dim > settings.pca_dims and n > settings.pca_dims:
+            pca = kit.PCA(n_components=settings.pca_dims).fit(x)
+            reduced = pca.transform(x)
+            rows = kit.xp.asarray(np.random.default_rng(0).permutation(n)[:RECALL_SAMPLE])
+            reducer.pca_recall = neighbour_recall(kit.to_host(x[rows]), kit.to_host(reduced[rows]))
+            reducer.pca_variance = float(kit.to_host(pca.explained_variance_ratio_).sum())
+            if reducer.pca_recall >= settings.min_pca_recall:
+                reducer.pca, reducer.method, x = pca, f"pca{settings.pca_dims}+umap", reduced
+        reducer.umap = kit.UMAP(
+            n_neighbors=min(settings.n_neighbors, n - 1), n_components=2, min_dist=settings.min_dist,
+            n_epochs=settings.n_epochs, metric="euclidean", random_state=settings.seed,
+            init="spectral" if n > 30 else "random", **kit.umap_options,
+        )  # fmt: skip  (euclidean on unit vectors ranks neighbours as cosine does)
+        coords = reducer.umap.fit_transform(x)
+        return reducer, kit.to_host(coords).astype(np.float32)
+
+    def transform(self, reducer: Reducer, vectors: np.ndarray, settings: ProjectionSettings) -> np.ndarray:
+        """Place new vectors on a fitted map, ``settings.transform_chunk`` rows at a time."""
+        if reducer.engine != self.name:
+            raise ValueError(f"a {reducer.engine} reducer cannot be used by the {self.name} engine")
+        kit = self.toolkit()
+        out = kit.xp.empty((len(vectors), 2), dtype=kit.xp.float32)
+        for start in range(0, len(vectors), settings.transform_chunk):
+            x = self._unit(kit, vectors[start : start + settings.transform_chunk])
+            if reducer.axes is not None:
+                mean, axes = (kit.xp.asarray(a) for a in reducer.axes)
+                coords = (x - mean) @ axes.T
+            else:
+                coords = reducer.umap.transform(reducer.pca.transform(x) if reducer.pca is not None else x)
+            out[start : start + len(x)] = coords
+        return kit.to_host(out).astype(np.float32)
+
+    def cluster(self, coords: np.ndarray, vectors: np.ndarray, settings: ProjectionSettings) -> Clusters:
+        """Density clusters (HDBSCAN or DBSCAN) on the map and K-Means on the embeddings."""
+        n = len(coords)
+        if n < MIN_UMAP_POINTS:
+            return Clusters(np.zeros(n, np.int64), np.ones(n, np.float32), np.zeros(n, np.int64), min(n, 1))
+        kit = self.toolkit()
+        xy = kit.xp.asarray(coords, dtype=kit.xp.float32)
+        if settings.clusterer == "hdbscan":
+            density = kit.HDBSCAN(min_cluster_size=settings.cluster_size(n)).fit(xy)
+            labels, membership = kit.to_host(density.labels_), kit.to_host(density.probabilities_)
+        else:
+            density = kit.DBSCAN(eps=settings.dbscan_eps, min_samples=settings.cluster_size(n)).fit(xy)
+            labels = kit.to_host(density.labels_)
+            membership = (labels >= 0).astype(np.float32)
+        k = settings.kmeans_k(n)
+        kmeans = kit.KMeans(n_clusters=k, n_init=1, random_state=settings.seed or 0).fit(self._unit(kit, vectors))
+        return Clusters(labels.astype(np.int64), membership.astype(np.float32), kit.to_host(kmeans.labels_).astype(np.int64), k)

@@ -1,0 +1,270 @@
+"""Maps of a collection: engine interface and selection, incremental placement, refits, quality, cluster names."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dagster import DagsterInstance, build_resources, materialize
+
+from pixel_detective_dagster.layout import PARTITIONS_NAME, DataLayout
+from pixel_detective_dagster.projection import (
+    EngineUnavailableError,
+    ModelStore,
+    ProjectionSettings,
+    Reducer,
+    choose_engine,
+    cluster_names,
+    cuml_status,
+    make_engine,
+    map_trustworthiness,
+    plan_update,
+    update_map,
+)
+from pixel_detective_dagster.projection.cpu import CpuEngine
+from pixel_detective_dagster.projection.incremental import SavedModel
+from pixel_detective_dagster.projection.labels import label_map
+from pixel_detective_dagster.projection.synthetic import clustered_vectors
+from pixel_detective_dagster.resources import resources_from_env
+from pixel_detective_dagster.vector_index import IndexPoint, point_id
+
+SETTINGS = ProjectionSettings(seed=0)
+ENGINES_HERE = ["cpu"] + (["cuml"] if cuml_status()[0] else [])
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return clustered_vectors(360, dim=96, clusters=5, seed=1)
+
+
+def ids_of(n: int) -> list[str]:
+    return [f"p{i}" for i in range(n)]
+
+
+# --- the engine interface ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ENGINES_HERE)
+def test_engine_contract(name: str, data: tuple[np.ndarray, np.ndarray]) -> None:
+    vectors, truth = data[0][:200], data[1][:200]
+    engine = make_engine(name)
+    reducer, coords = engine.fit(vectors, SETTINGS)
+    assert coords.shape == (200, 2) and coords.dtype == np.float32 and np.isfinite(coords).all()
+    assert reducer.engine == name and reducer.dim == 96 and reducer.method == "pca50+umap"
+    assert reducer.pca_recall is not None and reducer.pca_recall >= SETTINGS.min_pca_recall
+    placed = engine.transform(reducer, vectors[:30], ProjectionSettings(transform_chunk=7))  # several chunks
+    assert placed.shape == (30, 2) and np.isfinite(placed).all()
+    clusters = engine.cluster(coords, vectors, SETTINGS)
+    assert len(clusters.density) == len(clusters.membership) == len(clusters.kmeans) == 200
+    for label in set(clusters.density.tolist()) - {-1}:  # no density cluster mixes two true groups
+        assert len(set(truth[clusters.density == label].tolist())) == 1
+    with pytest.raises(ValueError, match="cannot be used"):
+        engine.transform(Reducer("other", 96, "umap"), vectors[:3], SETTINGS)
+
+
+def test_too_few_points_get_principal_axes_that_transform() -> None:
+    vectors = clustered_vectors(5, dim=16, clusters=2)[0]
+    engine = CpuEngine()
+    reducer, coords = engine.fit(vectors, SETTINGS)
+    assert reducer.method == "pca" and coords.shape == (5, 2)
+    np.testing.assert_allclose(engine.transform(reducer, vectors, SETTINGS), coords, atol=1e-5)
+    assert engine.cluster(coords, vectors, SETTINGS).n_kmeans == 1
+
+
+# --- engine selection ----------------------------------------------------------------------------------------
+
+
+def fake_gpu_stack(monkeypatch: pytest.MonkeyPatch, devices: int | Exception) -> None:
+    """Make ``import cuml`` / ``import cupy`` succeed with a device count (or a CUDA error)."""
+
+    def count() -> int:
+        if isinstance(devices, Exception):
+            raise devices
+        return devices
+
+    cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=count)))
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "cuml", types.SimpleNamespace(__version__="25.02"))
+
+
+def test_auto_falls_back_to_cpu_with_the_reason_and_forced_cuml_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cuml", None)  # as on a machine without the gpu extra
+    choice = choose_engine("auto")
+    assert choice.name == "cpu" and "cuML/cupy are not installed" in choice.reason and "gpu" in choice.reason
+    with pytest.raises(EngineUnavailableError, match="'cuml' was requested .*PIXEL_DETECTIVE_PROJECTION_ENGINE"):
+        choose_engine("cuml")
+    assert choose_engine(" CPU ").name == "cpu"
+    with pytest.raises(ValueError, match="unknown projection engine"):
+        choose_engine("tsne")
+
+
+def test_auto_picks_cuml_only_when_a_cuda_device_is_usable(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_gpu_stack(monkeypatch, RuntimeError("cudaErrorNoDevice"))
+    choice = choose_engine("auto")
+    assert choice.name == "cpu" and "CUDA is unusable: cudaErrorNoDevice" in choice.reason
+    fake_gpu_stack(monkeypatch, 0)
+    assert "no CUDA device" in choose_engine("auto").reason
+    fake_gpu_stack(monkeypatch, 2)
+    choice = choose_engine("auto")
+    assert choice.name == "cuml" and "2 CUDA device(s)" in choice.reason
+    assert choose_engine("cuml").name == "cuml"
+
+
+def test_projection_resource_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIXEL_DETECTIVE_PROJECTION_ENGINE", "cpu")
+    monkeypatch.setenv("PIXEL_DETECTIVE_PROJECTION_REFIT", "true")
+    monkeypatch.setenv("PIXEL_DETECTIVE_PROJECTION_REFIT_FRACTION", "0.25")
+    with build_resources(resources_from_env()) as resources:
+        projection = resources.projection
+        assert projection.resolved_engine() == "cpu" and projection.refit is True
+        assert projection.settings().refit_fraction == 0.25
+    monkeypatch.setenv("PIXEL_DETECTIVE_PROJECTION_REFIT", "maybe")
+    with pytest.raises(ValueError, match="PIXEL_DETECTIVE_PROJECTION_REFIT must be"):
+        resources_from_env()
+
+
+# --- incremental maps -----------------------------------------------------------------------------------------
+
+
+def test_new_batch_is_transformed_onto_the_saved_map_then_refit_past_the_fraction(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    vectors, truth = data
+    store, engine = ModelStore(tmp_path / "model.joblib"), CpuEngine()
+    first = update_map(ids_of(200), vectors[:200], None, store, engine, SETTINGS)
+    assert first.mode == "fit" and "no saved model" in first.reason and store.path.exists()
+    assert first.counts() == {"fit": 200, "transform": 0, "kept": 0}
+
+    # +25 %: below the 50 % refit fraction; a fresh store object reads the model back from disk
+    second = update_map(ids_of(250), vectors[:250], first.frame(), ModelStore(store.path), engine, SETTINGS)
+    assert second.mode == "transform" and "below the refit fraction 50%" in second.reason
+    assert second.fit_id == first.fit_id and second.counts() == {"fit": 0, "transform": 50, "kept": 200}
+    np.testing.assert_array_equal(second.coords[:200], first.coords)  # old points do not move
+    # new points land beside points of their own group
+    nearest = np.linalg.norm(second.coords[200:, None] - first.coords[None], axis=2).argmin(axis=1)
+    assert (truth[nearest] == truth[200:250]).mean() > 0.9
+
+    # coordinates stored by another model are not reused: everything is placed by the saved one
+    stale = first.frame().assign(fit_id="older")
+    assert update_map(ids_of(250), vectors[:250], stale, store, engine, SETTINGS).counts()["transform"] == 250
+
+    # +80 % since the fit: a full refit with a new model
+    third = update_map(ids_of(360), vectors, second.frame(), store, engine, SETTINGS)
+    assert third.mode == "fit" and "grew 80%" in third.reason and "reaching the refit fraction" in third.reason
+    assert third.fit_id != first.fit_id and third.counts()["fit"] == 360
+    assert store.load().fitted_points == 360
+
+
+def test_refit_on_request_engine_change_and_sample_fit(tmp_path: Path, data: tuple[np.ndarray, np.ndarray]) -> None:
+    saved = SavedModel(Reducer("cuml", 96, "umap"), 100, "f")
+    assert plan_update(saved, 110, 96, "cpu", False, 0.5) == (
+        "fit", "the saved model was fitted by the cuml engine, this run uses cpu")  # fmt: skip
+    assert plan_update(saved, 110, 512, "cuml", False, 0.5)[0] == "fit"
+    assert plan_update(saved, 110, 96, "cuml", True, 0.5) == ("fit", "refit requested")
+    assert plan_update(saved, 110, 96, "cuml", False, 0.05)[0] == "fit"
+    assert plan_update(saved, 90, 96, "cuml", False, 0.5)[0] == "transform"  # shrinking never forces a refit
+
+    vectors = data[0][:300]
+    sampled = update_map(ids_of(300), vectors, None, ModelStore(tmp_path / "m.joblib"), CpuEngine(),
+                         ProjectionSettings(seed=0, fit_sample=120))  # fmt: skip
+    assert sampled.mode == "fit" and "fitted on a sample of 120 of 300 points" in sampled.reason
+    assert sampled.counts() == {"fit": 120, "transform": 180, "kept": 0}
+    assert sampled.trustworthiness is not None and sampled.trustworthiness > 0.9
+
+
+# --- quality and labels ---------------------------------------------------------------------------------------
+
+
+def test_trustworthiness_is_high_for_a_map_of_clustered_data_and_low_for_noise(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    vectors = data[0][:200]
+    update = update_map(ids_of(200), vectors, None, ModelStore(tmp_path / "m.joblib"), CpuEngine(), SETTINGS)
+    assert update.trustworthiness is not None and update.trustworthiness > 0.9
+    scrambled = np.random.default_rng(0).normal(size=(200, 2))
+    assert map_trustworthiness(vectors, scrambled, SETTINGS) < 0.7
+    sampled = map_trustworthiness(vectors, update.coords, ProjectionSettings(trust_sample=50))
+    assert sampled is not None and abs(sampled - update.trustworthiness) < 0.1
+    assert map_trustworthiness(vectors[:4], update.coords[:4], SETTINGS) is None
+
+
+def test_cluster_names_are_the_words_that_set_a_cluster_apart() -> None:
+    captions = [
+        "a dog running on the beach on a sunny day", "a brown dog playing with a ball on the beach",
+        "arafed dog lying on the beach sand", "a red car parked on a sunny street",
+        "a blue car driving down the street", "an old car on the street at night",
+        "a blurry picture of something sunny", None,
+    ]  # fmt: skip
+    labels = np.array([0, 0, 0, 1, 1, 1, -1, -1])
+    names = cluster_names(labels, captions)
+    assert names[0].split(", ")[:2] == ["beach", "dog"]
+    assert names[1].split(", ")[:2] == ["car", "street"]
+    assert names[-1] == "unclustered"
+    assert not {"sunny", "arafed", "picture"} & set(", ".join(names.values()).split(", "))
+    assert cluster_names(np.array([0, 0]), ["", None]) == {0: ""}
+
+
+@pytest.mark.parametrize("clusterer", ["hdbscan", "dbscan"])
+def test_label_map_names_clusters_and_flags_outliers(clusterer: str) -> None:
+    rng = np.random.default_rng(0)
+    blobs = np.concatenate([c + 0.15 * rng.normal(size=(40, 2)) for c in ([0, 0], [6, 0], [0, 6])])
+    coords = np.concatenate([blobs, [[20, 20], [-15, 12]]]).astype(np.float32)
+    vectors = rng.normal(size=(122, 8)).astype(np.float32)
+    captions = ["a cat on a sofa"] * 40 + ["a red bicycle"] * 40 + ["snowy mountain peak"] * 40 + ["a lamp", "a shoe"]
+    table = label_map(ids_of(122), coords, vectors, captions, CpuEngine(), ProjectionSettings(clusterer=clusterer))
+    assert list(table.columns) == ["id", "x", "y", "cluster", "cluster_name", "membership", "outlier", "kmeans_cluster"]
+    assert table["outlier"].iloc[-2:].all() and table["outlier"].iloc[:120].mean() < 0.1
+    named = table.iloc[:120].groupby("cluster")["cluster_name"].first()
+    assert sorted(named.str.split(", ").str[0]) == ["bicycle", "cat", "mountain"]
+
+
+# --- the assets -----------------------------------------------------------------------------------------------
+
+
+def test_assets_write_coordinates_clusters_and_quality_then_transform_the_next_batch(
+    env: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    from pixel_detective_dagster.assets.maps import image_clusters, umap_projection
+
+    vectors, truth = data
+    words = ["harbour boats", "forest trail", "city skyline", "birthday cake", "snowy mountain"]
+    resources = resources_from_env()
+    with build_resources(resources) as r:
+        index = r.vector_index.for_collection(r.storage.layout, "maps", dim=vectors.shape[1])
+
+        def add(rows: range) -> None:
+            index.upsert([IndexPoint(point_id("maps", f"h{i}"), vectors[i], {"hash": f"h{i}", "path": f"{i}.jpg",
+                          "caption": f"a photo of {words[truth[i]]}"}) for i in rows])  # fmt: skip
+
+        def run(key: str) -> dict:
+            instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
+            result = materialize([umap_projection, image_clusters], partition_key=key, resources=resources,
+                                 instance=instance)  # fmt: skip
+            assert result.success
+            return {e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
+                    for e in result.get_asset_materialization_events()}  # fmt: skip
+
+        instance = DagsterInstance.ephemeral()
+        add(range(200))
+        first = run("maps-000001")
+        umap_meta, cluster_meta = first["umap_projection"], first["image_clusters"]
+        assert umap_meta["maps/mode"] == "fit" and umap_meta["maps/trustworthiness"] > 0.9
+        assert umap_meta["engine"] == choose_engine().name and "cuML" in umap_meta["engine_reason"]
+        assert cluster_meta["maps/density_clusters"] >= 3 and "| cluster | name | points |" in cluster_meta["maps/cluster_names"]
+        before = {p.id: p.payload for p in index.all_points(with_vectors=False)}
+        assert all({"umap_x", "umap_y", "cluster", "cluster_name", "outlier", "kmeans_cluster"} <= set(p)
+                   for p in before.values())  # fmt: skip
+        named = {p["cluster_name"].split(", ")[0] for p in before.values() if p["cluster"] >= 0}
+        assert named <= {"harbour", "boats", "forest", "trail", "city", "skyline", "birthday", "cake", "snowy", "mountain"}
+
+        add(range(200, 240))
+        add(range(1))  # re-upserted as a duplicate's content would be: its payload loses the map fields
+        second = run("maps-000002")["umap_projection"]
+        assert second["maps/mode"] == "transform" and second["maps/points_kept"] == 200
+        assert second["maps/payloads_updated"] == 41  # the new points and the re-upserted one
+        after = {p.id: p.payload for p in index.all_points(with_vectors=False)}
+        assert all((after[i]["umap_x"], after[i]["umap_y"]) == (p["umap_x"], p["umap_y"]) for i, p in before.items())
+        assert DataLayout(env).collection_dir("maps").joinpath("projection_model.joblib").exists()
