@@ -23,17 +23,22 @@ def numba_cache() -> None:
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "pixel_detective_numba"))
 
 
-@pytest.fixture
-def env(tmp_path: Path, tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh data directory + DAGSTER_HOME wired to the tiny models; returns the data directory."""
-    home = tmp_path / "home"
+def configure_env(monkeypatch: pytest.MonkeyPatch, base: Path, tiny_models: dict[str, Path]) -> Path:
+    """Point the data directory and DAGSTER_HOME under ``base`` and the models at the tiny ones."""
+    home = base / "home"
     monkeypatch.setenv("PIXEL_DETECTIVE_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(base / "dagster_home"))
     monkeypatch.setenv("PIXEL_DETECTIVE_CLIP_MODEL", str(tiny_models["clip"]))
     monkeypatch.setenv("PIXEL_DETECTIVE_CAPTION_MODEL", str(tiny_models["blip"]))
     monkeypatch.setenv("PIXEL_DETECTIVE_DEVICE", "cpu")
     monkeypatch.delenv("QDRANT_URL", raising=False)
     return home
+
+
+@pytest.fixture
+def env(tmp_path: Path, tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data directory + DAGSTER_HOME wired to the tiny models; returns the data directory."""
+    return configure_env(monkeypatch, tmp_path, tiny_models)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, features
 
 from pixel_detective_dagster.sample_images import photo, variant
 
@@ -101,6 +101,8 @@ def write_hostile_folder(root: Path, outside: Path) -> dict[str, Expected]:
     put("name with spaces.jpg", encoded(picture(11), "JPEG"))
     put("ünïcödé_写真.jpg", encoded(picture(12), "JPEG"))
     put("new\nline.jpg", encoded(picture(13), "JPEG"))
+    if features.check("avif"):  # Pillow's own AVIF plugin
+        put("modern.avif", encoded(picture(16), "AVIF"))
     put("copy of good.jpg", good)  # same content: one point with two paths
     put("folder.jpg/inside.jpg", encoded(picture(14), "JPEG"))  # a directory named like an image
 
