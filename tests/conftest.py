@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pixel_detective_dagster.sample_images import generate_folder
+
+if TYPE_CHECKING:
+    from processes import Launcher
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +51,13 @@ def photos(tmp_path: Path) -> Path:
     folder = tmp_path / "photos"
     generate_folder(folder, 6, "small")
     return folder
+
+
+@pytest.fixture(scope="session")
+def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
+    """Forks ``pixel-detective`` commands as separate processes without paying the imports each time."""
+    from processes import Launcher
+
+    process_launcher = Launcher(tmp_path_factory.mktemp("launcher_logs"))
+    yield process_launcher
+    process_launcher.close()
