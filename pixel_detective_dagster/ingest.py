@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from collections.abc import Callable
@@ -42,11 +43,18 @@ def unfinished_batches(instance: DagsterInstance, keys: list[str]) -> list[str]:
 
 
 def ensure_dagster_home(home: Path) -> Path:
-    """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI."""
+    """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI.
+
+    The instance's storage is created under a file lock: Dagster's SQLite schema setup is not safe
+    when several processes create the same fresh storage at once.
+    """
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home").resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").touch()
     os.environ["DAGSTER_HOME"] = str(dagster_home)
+    with (dagster_home / ".pixel_detective_init.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        (dagster_home / "dagster.yaml").touch()
+        DagsterInstance.get().dispose()
     return dagster_home
 
 
