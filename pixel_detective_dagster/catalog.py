@@ -267,6 +267,11 @@ class Catalog:
                 result[h].append(path)
         return result
 
+    def indexed_hashes(self, collection: str) -> set[str]:
+        """Content hashes of the collection's files that reached the index."""
+        rows = self._conn.execute("SELECT DISTINCT hash FROM files WHERE collection=? AND status='indexed'", (collection,))
+        return {h for (h,) in rows}
+
     def status_counts(self, collection: str) -> dict[str, int]:
         counts = dict(
             self._conn.execute("SELECT status, COUNT(*) FROM files WHERE collection=? GROUP BY status", (collection,))
