@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagster import DagsterInstance, build_resources
+from dagster_shared.error import SerializableErrorInfo
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from pixel_detective_dagster.layout import PARTITIONS_NAME, resolve_home
@@ -40,6 +41,13 @@ def unfinished_batches(instance: DagsterInstance, keys: list[str]) -> list[str]:
 
     done = instance.get_materialized_partitions(image_clusters.key)
     return [k for k in keys if k not in done]
+
+
+def failure_reason(error: SerializableErrorInfo) -> str:
+    """The message of the error the step's code raised, not of Dagster's wrappers around it."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    return error.message.strip()
 
 
 def ensure_dagster_home(home: Path) -> Path:
@@ -99,6 +107,6 @@ def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, 
         if not result.success:
             for event in result.all_events:
                 if event.is_step_failure and event.step_failure_data.error:
-                    echo(f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
+                    echo(f"step {event.step_key} failed: {failure_reason(event.step_failure_data.error)}")
     report.seconds = time.perf_counter() - start
     return report
