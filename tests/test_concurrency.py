@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dagster import DagsterInstance, build_resources, build_sensor_context
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
 from inspection import catalog_rows, index_points
 from processes import Launcher, wait_for_step_start
 
@@ -12,6 +13,7 @@ from pixel_detective_dagster.ingest import ensure_dagster_home
 from pixel_detective_dagster.layout import PARTITIONS_NAME
 from pixel_detective_dagster.resources import resources_from_env
 from pixel_detective_dagster.sample_images import generate_folder
+from pixel_detective_dagster.scanning import scan_collection
 from pixel_detective_dagster.sensors import image_folder_sensor
 
 
@@ -30,9 +32,14 @@ def test_two_collections_and_two_runs_of_one_partition_at_once(env: Path, tmp_pa
     generate_folder(second, 8, "small", start=8)
     (second / "same_as_first.jpg").write_bytes(sorted(first.glob("*.jpg"))[0].read_bytes())
     ensure_dagster_home(env)
+    with build_resources(resources_from_env()) as resources:  # both "first" ingests find this batch unfinished
+        resources.storage.catalog.register_collection("first", first)
+        assert scan_collection(resources.storage.catalog, "first").new_batches == ["first-000001"]
     pids = [launcher.start_ingest(first, "first"), launcher.start_ingest(first, "first"), launcher.start_ingest(second, "second")]
     for pid in pids:
         assert launcher.wait(pid) == 0, launcher.output(pid)
+    runs = DagsterInstance.get().get_runs()
+    assert sorted(r.tags[ASSET_PARTITION_RANGE_START_TAG] for r in runs) == ["first-000001", "first-000001", "second-000001"]
     assert_one_point_per_unique_content(env, "first", 8)
     assert_one_point_per_unique_content(env, "second", 9)  # the same content in two collections is two points
     with build_resources(resources_from_env()) as resources:
