@@ -108,7 +108,7 @@ def scanning_figures(work: Path, count: int) -> list[Figure]:
     unchanged = seconds(rescan)
     (tree / "d0000" / "new.jpg").write_bytes(b"y")
     one_new = seconds(lambda: scan_collection(catalog, "tree"), repeat=1)
-    assert len(walk_images(tree)) == count + 1
+    assert len(walk_images(tree).files) == count + 1
     walk = seconds(bare_walk)
     return [
         Figure(f"scan unchanged tree ({count:,} files)", "seconds", unchanged, walk, "s", "os.walk + stat of every file"),

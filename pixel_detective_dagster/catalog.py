@@ -89,6 +89,18 @@ class BatchFile:
     old_hash: str | None
 
 
+@dataclass(frozen=True)
+class FileResult:
+    """What the manifest found for one file (size and mtime are unknown when it could not be read)."""
+
+    path: str
+    size: int | None
+    mtime_ns: int | None
+    hash: str | None
+    status: str
+    reason: str | None
+
+
 class UnknownCollectionError(LookupError):
     pass
 
@@ -213,12 +225,17 @@ class Catalog:
 
     # -- per-file results --------------------------------------------------------------------
 
-    def record_results(self, collection: str, key: str, results: Iterable[tuple[str, str | None, str, str | None]]) -> None:
-        """Store (path, hash, status, reason) for files ``key`` still owns."""
+    def record_results(self, collection: str, key: str, results: Iterable[FileResult]) -> None:
+        """Store each result for files ``key`` still owns.
+
+        The size and mtime the manifest saw replace the scan's, so a file that changed between scan
+        and manifest is not reprocessed, and one that changes after the manifest is.
+        """
         with self._write() as conn:
             conn.executemany(
-                "UPDATE files SET hash=?, status=?, reason=? WHERE collection=? AND path=? AND batch=?",
-                [(h, status, reason, collection, path, key) for path, h, status, reason in results],
+                "UPDATE files SET size=COALESCE(?, size), mtime_ns=COALESCE(?, mtime_ns), hash=?, status=?, reason=? "
+                "WHERE collection=? AND path=? AND batch=?",
+                [(r.size, r.mtime_ns, r.hash, r.status, r.reason, collection, r.path, key) for r in results],
             )
 
     def fail_hashes(self, collection: str, key: str, reasons: dict[str, str]) -> None:
@@ -249,6 +266,11 @@ class Catalog:
             for h, path in rows:
                 result[h].append(path)
         return result
+
+    def indexed_hashes(self, collection: str) -> set[str]:
+        """Content hashes of the collection's files that reached the index."""
+        rows = self._conn.execute("SELECT DISTINCT hash FROM files WHERE collection=? AND status='indexed'", (collection,))
+        return {h for (h,) in rows}
 
     def status_counts(self, collection: str) -> dict[str, int]:
         counts = dict(

@@ -3,6 +3,7 @@
 from dagster import Definitions, in_process_executor
 
 from pixel_detective_dagster.assets import ALL_ASSETS
+from pixel_detective_dagster.assets.checks import ALL_CHECKS
 from pixel_detective_dagster.automation import maps_automation_sensor
 from pixel_detective_dagster.jobs import ingest_job
 from pixel_detective_dagster.resources import resources_from_env
@@ -10,6 +11,7 @@ from pixel_detective_dagster.sensors import image_folder_sensor
 
 defs = Definitions(
     assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
     jobs=[ingest_job],
     sensors=[image_folder_sensor, maps_automation_sensor],
     resources=resources_from_env(),

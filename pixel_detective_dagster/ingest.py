@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagster import DagsterInstance, build_resources
+from dagster_shared.error import SerializableErrorInfo
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from pixel_detective_dagster.instance_config import install_instance_config
@@ -31,18 +33,42 @@ class IngestReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     run_id: str | None = None
     random_weights: bool = False
+    warnings: dict[str, str] = field(default_factory=dict)  # folder the scan could not list -> reason
+
+
+def unfinished_batches(instance: DagsterInstance, keys: list[str]) -> list[str]:
+    """Batches whose last asset never materialized: new ones, and those of crashed or failed runs."""
+    from pixel_detective_dagster.assets import image_clusters
+
+    done = instance.get_materialized_partitions(image_clusters.key)
+    return [k for k in keys if k not in done]
+
+
+def failure_reason(error: SerializableErrorInfo) -> str:
+    """The message of the error the step's code raised, not of Dagster's wrappers around it."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    return error.message.strip()
 
 
 def ensure_dagster_home(home: Path) -> Path:
-    """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI; installs dagster.yaml."""
+    """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI; installs dagster.yaml.
+
+    The instance's storage is created under a file lock: Dagster's SQLite schema setup is not safe
+    when several processes create the same fresh storage at once.
+    """
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home").resolve()
-    install_instance_config(dagster_home)
+    dagster_home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
+    with (dagster_home / ".pixel_detective_init.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        install_instance_config(dagster_home)
+        DagsterInstance.get().dispose()
     return dagster_home
 
 
 def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, echo: Echo = print) -> IngestReport:
-    """Ingest ``folder`` as ``collection``; runs every not-yet-registered batch of it in one Dagster run."""
+    """Ingest ``folder`` as ``collection``; runs every unfinished batch of it in one Dagster run."""
     from pixel_detective_dagster.definitions import defs
 
     start = time.perf_counter()
@@ -54,10 +80,13 @@ def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, 
         scan = scan_collection(catalog, collection, batch_size)
         echo(f"scanned {scan.files_seen} image files in {folder}: {scan.summary['upserts']} new or changed, "
              f"{scan.summary['deletes']} deleted")  # fmt: skip
+        for folder, reason in scan.warnings.items():
+            echo(f"warning: skipped folder {folder!r} ({reason}); its files keep their last known state")
         instance = DagsterInstance.get()
         known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
-        todo = [k for k in catalog.batch_keys(collection) if k not in known]  # includes scan.new_batches
-        report = IngestReport(collection, scan.files_seen, scan.summary["upserts"], scan.summary["deletes"], todo, 0.0, True)
+        todo = unfinished_batches(instance, catalog.batch_keys(collection))  # includes scan.new_batches
+        report = IngestReport(collection, scan.files_seen, scan.summary["upserts"], scan.summary["deletes"], todo, 0.0,
+                              True, warnings=scan.warnings)  # fmt: skip
         if not todo:
             report.seconds = time.perf_counter() - start
             echo("nothing to do: the index is up to date")
@@ -66,7 +95,7 @@ def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, 
         _, clip_loaded = resources.clip_model.load()
         _, caption_loaded = resources.caption_model.load()
         report.random_weights = clip_loaded.random_weights or caption_loaded.random_weights
-        instance.add_dynamic_partitions(PARTITIONS_NAME, todo)
+        instance.add_dynamic_partitions(PARTITIONS_NAME, [k for k in todo if k not in known])
         echo(f"materializing {len(todo)} batch(es) {todo[0]} .. {todo[-1]} through Dagster ...")
         result = defs.resolve_job_def("ingest_batches").execute_in_process(
             instance=instance,
@@ -79,6 +108,6 @@ def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, 
         if not result.success:
             for event in result.all_events:
                 if event.is_step_failure and event.step_failure_data.error:
-                    echo(f"step {event.step_key} failed: {event.step_failure_data.error.message.strip()}")
+                    echo(f"step {event.step_key} failed: {failure_reason(event.step_failure_data.error)}")
     report.seconds = time.perf_counter() - start
     return report

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 
-from pixel_detective_dagster.catalog import BatchFile, Catalog
+from pixel_detective_dagster.catalog import BatchFile, Catalog, FileResult
 from pixel_detective_dagster.imaging import DEFAULT_MAX_PIXELS, ImageError, content_hash, probe, read_bytes
 
 MANIFEST_COLUMNS = [
@@ -30,8 +33,12 @@ def resolve_inside(root: Path, relative: str) -> Path:
         if candidate.is_symlink():
             raise ImageError("broken symbolic link") from exc
         raise ImageError("file disappeared before it was processed") from exc
-    except (OSError, RuntimeError) as exc:  # RuntimeError: symlink loop on some Pythons
-        raise ImageError(f"cannot resolve path: {exc}") from exc
+    except RuntimeError as exc:  # Python < 3.13 reports a symlink loop this way
+        raise ImageError("symbolic link loop") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageError("symbolic link loop") from exc
+        raise ImageError(f"cannot resolve path: {exc.strerror or exc}") from exc
     if not real.is_relative_to(root.resolve()):
         raise ImageError("symbolic link points outside the collection folder")
     if not real.is_file():
@@ -47,6 +54,24 @@ def load_verified(root: Path, relative: str, expected_hash: str) -> bytes:
     return data
 
 
+def check_complete(data: bytes, fmt: str) -> None:
+    """Refuse a JPEG or PNG whose data stops early, without decoding any pixels.
+
+    A JPEG must have an end-of-image marker after the start of its image data (that marker cannot
+    occur inside entropy-coded data); a PNG's chunks and checksums must all be there up to IEND.
+    """
+    if fmt not in ("jpeg", "png"):
+        return
+    with Image.open(io.BytesIO(data)) as img:
+        if fmt == "jpeg" and img.tile and data.find(b"\xff\xd9", img.tile[0][2]) < 0:
+            raise ImageError("truncated JPEG: the image data has no end marker")
+        if fmt == "png":
+            try:
+                img.verify()
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise ImageError(f"truncated or corrupt PNG: {exc}") from exc
+
+
 def inspect_file(root: Path, relative: str, max_pixels: int) -> dict[str, object]:
     """One manifest row; failures become ``status='failed'`` with the reason, never an exception."""
     row: dict[str, object] = {"path": relative}
@@ -57,6 +82,7 @@ def inspect_file(root: Path, relative: str, max_pixels: int) -> dict[str, object
         data = read_bytes(real)
         row["hash"] = content_hash(data)
         info = probe(data, max_pixels)
+        check_complete(data, info.format)
     except ImageError as exc:
         row.update(status="failed", reason=str(exc))
         return row
@@ -75,7 +101,13 @@ def build_manifest(
         rows = list(pool.map(lambda rel: inspect_file(root, rel, max_pixels), upserts))
     rows += [_deleted_row(f) for f in files if f.kind == "delete"]
     catalog.record_results(
-        collection, key, [(r["path"], r.get("hash"), r["status"], r.get("reason")) for r in rows if r["status"] != "deleted"]
+        collection,
+        key,
+        [
+            FileResult(r["path"], r.get("size"), r.get("mtime_ns"), r.get("hash"), r["status"], r.get("reason"))
+            for r in rows
+            if r["status"] != "deleted"
+        ],
     )
     frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
     return frame.astype({"size": "Int64", "mtime_ns": "Int64", "width": "Int64", "height": "Int64",

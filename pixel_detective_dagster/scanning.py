@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pixel_detective_dagster.catalog import Catalog, Change
@@ -27,11 +28,18 @@ class SeenFile:
 
 
 @dataclass(frozen=True)
+class FolderWalk:
+    files: list[SeenFile]
+    unlistable: dict[str, str]  # folder relative to the root -> why it could not be listed
+
+
+@dataclass(frozen=True)
 class ScanResult:
     collection: str
     files_seen: int
     changes: list[Change]
     new_batches: list[str]
+    warnings: dict[str, str] = field(default_factory=dict)  # folder -> reason it was skipped
 
     @property
     def summary(self) -> dict[str, int]:
@@ -44,20 +52,23 @@ class ScanResult:
         }
 
 
-def walk_images(root: Path) -> list[SeenFile]:
+def walk_images(root: Path) -> FolderWalk:
     """Every file under ``root`` with an image extension (hidden entries skipped).
 
     Directory symlinks are not followed (no loops); a file whose stat fails (broken symlink,
     symlink loop) is still listed, with size -1, so its failure gets recorded instead of ignored.
+    A sub-folder that cannot be listed is reported in ``unlistable``, never silently skipped.
     Works on plain strings: this is the sensor's hot loop over every file of every collection.
     """
     found: list[SeenFile] = []
+    unlistable: dict[str, str] = {}
     stack = [(str(root), "")]
     while stack:
         folder, prefix = stack.pop()
         try:
             entries = list(os.scandir(folder))
-        except OSError:
+        except OSError as exc:
+            unlistable[prefix.rstrip("/") or "."] = f"cannot list folder: {exc.strerror or exc}"
             continue
         for entry in entries:
             name = entry.name
@@ -76,11 +87,18 @@ def walk_images(root: Path) -> list[SeenFile]:
             except OSError:
                 size, mtime = -1, 0
             found.append(SeenFile(prefix + name, size, mtime))
-    return found
+    return FolderWalk(found, unlistable)
 
 
-def diff_against_catalog(catalog: Catalog, collection: str, seen: list[SeenFile]) -> list[Change]:
-    """New, changed (size or mtime) and deleted files relative to the catalog's last view."""
+def diff_against_catalog(
+    catalog: Catalog, collection: str, seen: list[SeenFile], unlistable: Iterable[str] = ()
+) -> list[Change]:
+    """New, changed (size or mtime) and deleted files relative to the catalog's last view.
+
+    Known files inside an ``unlistable`` folder keep their state: unseen is not the same as deleted.
+    """
+    if "." in unlistable:
+        return []  # the root itself could not be listed: nothing is known to have changed
     known = catalog.file_states(collection)
     changes = [
         Change(f.path, "upsert", f.size, f.mtime_ns)
@@ -90,8 +108,11 @@ def diff_against_catalog(catalog: Catalog, collection: str, seen: list[SeenFile]
         or (state.size, state.mtime_ns) != (f.size, f.mtime_ns)
     ]
     present = {f.path for f in seen}
+    hidden = tuple(f"{folder}/" for folder in unlistable)
     changes += [
-        Change(path, "delete") for path, state in known.items() if state.status != "deleted" and path not in present
+        Change(path, "delete")
+        for path, state in known.items()
+        if state.status != "deleted" and path not in present and not path.startswith(hidden)
     ]
     return sorted(changes, key=lambda c: c.path)
 
@@ -101,7 +122,7 @@ def scan_collection(catalog: Catalog, collection: str, batch_size: int = DEFAULT
     root = catalog.collection(collection).root
     if not root.is_dir():
         raise FileNotFoundError(f"collection {collection!r} folder {root} does not exist or is not a directory")
-    seen = walk_images(root)
-    changes = diff_against_catalog(catalog, collection, seen)
+    walk = walk_images(root)
+    changes = diff_against_catalog(catalog, collection, walk.files, walk.unlistable)
     keys = catalog.create_batches(collection, changes, batch_size) if changes else []
-    return ScanResult(collection, len(seen), changes, keys)
+    return ScanResult(collection, len(walk.files), changes, keys, walk.unlistable)

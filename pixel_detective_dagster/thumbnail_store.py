@@ -38,9 +38,12 @@ def build_thumbnails(
             return result | {"status": "ok", "reason": None, "cached": True}
         try:
             thumb = make_thumbnail(load_verified(root, relative, content), settings.longest_side)
-            save_image_atomic(thumb, target, settings.format, settings.quality)
         except ImageError as exc:
             return result | {"thumbnail": None, "status": "failed", "reason": str(exc), "cached": False}
+        try:
+            save_image_atomic(thumb, target, settings.format, settings.quality)
+        except OSError as exc:  # the store, not the image, is the problem (e.g. disk full): fail the step
+            raise OSError(exc.errno, f"cannot write thumbnails to {target.parent}: {exc.strerror}") from exc
         return result | {"status": "ok", "reason": None, "cached": False}
 
     pairs = list(zip(contents["hash"], contents["path"]))

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pixel_detective_dagster.sample_images import generate_folder
+
+if TYPE_CHECKING:
+    from processes import Launcher
 
 
 @pytest.fixture(scope="session")
@@ -23,17 +28,22 @@ def numba_cache() -> None:
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "pixel_detective_numba"))
 
 
-@pytest.fixture
-def env(tmp_path: Path, tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh data directory + DAGSTER_HOME wired to the tiny models; returns the data directory."""
-    home = tmp_path / "home"
+def configure_env(monkeypatch: pytest.MonkeyPatch, base: Path, tiny_models: dict[str, Path]) -> Path:
+    """Point the data directory and DAGSTER_HOME under ``base`` and the models at the tiny ones."""
+    home = base / "home"
     monkeypatch.setenv("PIXEL_DETECTIVE_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(base / "dagster_home"))
     monkeypatch.setenv("PIXEL_DETECTIVE_CLIP_MODEL", str(tiny_models["clip"]))
     monkeypatch.setenv("PIXEL_DETECTIVE_CAPTION_MODEL", str(tiny_models["blip"]))
     monkeypatch.setenv("PIXEL_DETECTIVE_DEVICE", "cpu")
     monkeypatch.delenv("QDRANT_URL", raising=False)
     return home
+
+
+@pytest.fixture
+def env(tmp_path: Path, tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh data directory + DAGSTER_HOME wired to the tiny models; returns the data directory."""
+    return configure_env(monkeypatch, tmp_path, tiny_models)
 
 
 @pytest.fixture
@@ -54,3 +64,13 @@ def registered_batches(env: Path, photos: Path) -> list[str]:
     with build_resources(resources_from_env()) as resources:
         resources.storage.catalog.register_collection("pics", photos)
         return scan_collection(resources.storage.catalog, "pics").new_batches
+
+
+@pytest.fixture(scope="session")
+def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
+    """Forks ``pixel-detective`` commands as separate processes without paying the imports each time."""
+    from processes import Launcher
+
+    process_launcher = Launcher(tmp_path_factory.mktemp("launcher_logs"))
+    yield process_launcher
+    process_launcher.close()

@@ -1,6 +1,6 @@
 """Stage 3: the batch in the collection's Qdrant index."""
 
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, Backoff, MaterializeResult, RetryPolicy, asset
 
 from pixel_detective_dagster.artifacts import read_vectors
 from pixel_detective_dagster.assets.models import blip_captions, clip_embeddings
@@ -12,7 +12,12 @@ from pixel_detective_dagster.resources.index import VectorIndexResource
 from pixel_detective_dagster.resources.storage import StorageResource
 
 
-@asset(**BATCH_ASSET_ARGS, deps=[clip_embeddings, blip_captions], **stage("index"), kinds={"qdrant"})
+# A Qdrant server can be briefly unreachable (restart, network): retry with backoff before failing the run.
+INDEX_RETRY_POLICY = RetryPolicy(max_retries=2, delay=1.0, backoff=Backoff.EXPONENTIAL)
+
+
+@asset(**BATCH_ASSET_ARGS, deps=[clip_embeddings, blip_captions], **stage("index"), kinds={"qdrant"},
+       retry_policy=INDEX_RETRY_POLICY)  # fmt: skip
 def vector_index(context: AssetExecutionContext, storage: StorageResource, vector_index: VectorIndexResource) -> MaterializeResult:
     """Upserts the batch with deterministic UUIDv5 ids and full payload; re-points or removes changed and deleted files."""
     totals = {"upserted": 0, "payload_updated": 0, "deleted": 0}

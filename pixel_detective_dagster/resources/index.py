@@ -8,6 +8,10 @@ from pixel_detective_dagster.layout import DataLayout, validate_collection
 from pixel_detective_dagster.vector_index import EdgeIndex, ServerIndex, VectorIndex
 
 
+class IndexUnavailableError(ConnectionError):
+    """The configured Qdrant server cannot be used (the message names its URL, never the API key)."""
+
+
 class VectorIndexResource(ConfigurableResource):
     url: str | None = None
     api_key: str | None = None
@@ -21,6 +25,10 @@ class VectorIndexResource(ConfigurableResource):
         from qdrant_client import QdrantClient
 
         client = QdrantClient(url=self.url, api_key=self.api_key, prefer_grpc=self.prefer_grpc)
+        try:
+            client.get_collections()
+        except Exception as exc:  # connection refused, DNS, TLS, auth: all mean "no index to write to"
+            raise IndexUnavailableError(f"Qdrant server at {self.url} is unreachable or refused us: {exc}") from None
         return ServerIndex(client, f"{self.collection_prefix}{collection}", dim)
 
     @property

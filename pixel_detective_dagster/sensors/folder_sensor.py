@@ -15,6 +15,9 @@ def image_folder_sensor(context: SensorEvaluationContext, storage: StorageResour
     tick = watch(storage.catalog, context.instance.get_dynamic_partitions(PARTITIONS_NAME))
     for collection, error in tick.errors.items():
         context.log.warning(f"collection {collection}: {error}")
+    for scan in tick.scans:
+        for folder, reason in scan.warnings.items():
+            context.log.warning(f"collection {scan.collection}: skipped folder {folder!r} ({reason})")
     if not tick.unregistered:
         context.update_cursor(tick.cursor(context.cursor))
         return SkipReason(f"no changes in {len(tick.scans)} collection(s)")
