@@ -23,7 +23,6 @@ from pixel_detective_dagster.projection.selection import (
     EngineUnavailableError,
     choose_engine,
     cuml_status,
-    gpu_available,
     make_engine,
 )
 from pixel_detective_dagster.projection.settings import ProjectionSettings
@@ -31,7 +30,7 @@ from pixel_detective_dagster.projection.settings import ProjectionSettings
 __all__ = [
     "ENGINES", "ENGINE_ENV", "Clusters", "EngineChoice", "EngineUnavailableError", "Map2D", "MapUpdate",
     "ModelStore", "ProjectionEngine", "ProjectionSettings", "Reducer", "choose_engine", "cluster_names",
-    "cluster_points", "cuml_status", "embed_2d", "gpu_available", "make_engine", "map_trustworthiness",
+    "cluster_points", "cuml_status", "embed_2d", "make_engine", "map_trustworthiness",
     "plan_update", "update_map",
 ]  # fmt: skip
 

@@ -20,5 +20,5 @@ class CumlEngine(EstimatorEngine):
         return Toolkit(
             cupy, cupy.asnumpy, partial(PCA, **on_device), partial(UMAP, **on_device),
             partial(HDBSCAN, **on_device), partial(DBSCAN, **on_device), partial(KMeans, **on_device),
-            umap_options={"build_algo": "nn_descent"},  # approximate neighbours, linear in n
+            umap_options={"build_algo": "auto"},  # brute-force kNN for small sets, NN-descent for large ones
         )  # fmt: skip

@@ -37,10 +37,6 @@ def cuml_status() -> tuple[bool, str]:
     return True, f"cuML {getattr(cuml, '__version__', '?')} with {devices} CUDA device(s)"
 
 
-def gpu_available() -> bool:
-    return cuml_status()[0]
-
-
 def choose_engine(requested: str = "auto") -> EngineChoice:
     """Resolve ``auto`` / ``cuml`` / ``cpu``; a forced ``cuml`` that cannot run is an error, not a fallback."""
     requested = (requested or "auto").strip().lower()
