@@ -9,13 +9,19 @@ from pixel_detective_dagster.jobs import ingest_job
 from pixel_detective_dagster.resources import resources_from_env
 from pixel_detective_dagster.sensors import image_folder_sensor
 
-defs = Definitions(
-    assets=ALL_ASSETS,
-    asset_checks=ALL_CHECKS,
-    jobs=[ingest_job],
-    sensors=[image_folder_sensor, maps_automation_sensor],
-    resources=resources_from_env(),
-    # One process per run: torch and the models load once, not once per step subprocess; the model
-    # steps share the one-slot ``gpu`` pool anyway, so step subprocesses would buy no parallelism.
-    executor=in_process_executor,
-)
+
+def make_definitions() -> Definitions:
+    """The code location, with resources wired to the environment as it is now."""
+    return Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=[ingest_job],
+        sensors=[image_folder_sensor, maps_automation_sensor],
+        resources=resources_from_env(),
+        # One process per run: torch and the models load once, not once per step subprocess; the model
+        # steps share the one-slot ``gpu`` pool anyway, so step subprocesses would buy no parallelism.
+        executor=in_process_executor,
+    )
+
+
+defs = make_definitions()

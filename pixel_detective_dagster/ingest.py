@@ -69,7 +69,7 @@ def ensure_dagster_home(home: Path) -> Path:
 
 def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, echo: Echo = print) -> IngestReport:
     """Ingest ``folder`` as ``collection``; runs every unfinished batch of it in one Dagster run."""
-    from pixel_detective_dagster.definitions import defs
+    from pixel_detective_dagster.definitions import make_definitions
 
     start = time.perf_counter()
     home = resolve_home()
@@ -97,7 +97,7 @@ def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, 
         report.random_weights = clip_loaded.random_weights or caption_loaded.random_weights
         instance.add_dynamic_partitions(PARTITIONS_NAME, [k for k in todo if k not in known])
         echo(f"materializing {len(todo)} batch(es) {todo[0]} .. {todo[-1]} through Dagster ...")
-        result = defs.resolve_job_def("ingest_batches").execute_in_process(
+        result = make_definitions().resolve_job_def("ingest_batches").execute_in_process(
             instance=instance,
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             tags={ASSET_PARTITION_RANGE_START_TAG: todo[0], ASSET_PARTITION_RANGE_END_TAG: todo[-1]},
