@@ -23,9 +23,9 @@ _SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
 
 
 def make_tiny_models(target: Path, seed: int = 0) -> dict[str, Path]:
-    """Write ``target/clip`` (open_clip local dir) and ``target/blip`` (transformers dir)."""
+    """Write ``target/clip`` (open_clip local dir), ``target/blip`` and ``target/git`` (transformers dirs)."""
     torch.manual_seed(seed)
-    return {"clip": make_tiny_clip(target / "clip"), "blip": make_tiny_blip(target / "blip")}
+    return {"clip": make_tiny_clip(target / "clip"), "blip": make_tiny_blip(target / "blip"), "git": make_tiny_git(target / "git")}
 
 
 def make_tiny_clip(target: Path) -> Path:
@@ -49,17 +49,23 @@ def make_tiny_clip(target: Path) -> Path:
     return target
 
 
-def make_tiny_blip(target: Path) -> Path:
-    from transformers import (
-        BertTokenizer,
-        BlipConfig,
-        BlipForConditionalGeneration,
-        BlipImageProcessor,
-        BlipProcessor,
-    )
+def _word_tokenizer() -> object:
+    from transformers import BertTokenizer
 
-    vocab = {word: i for i, word in enumerate(_SPECIAL + _CAPTION_WORDS)}
-    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True)
+    return BertTokenizer(vocab={word: i for i, word in enumerate(_SPECIAL + _CAPTION_WORDS)}, do_lower_case=True)
+
+
+def _favour_words(bias: torch.Tensor, tokenizer: object) -> None:
+    """Random logits favour special tokens; push them down so captions are made of words."""
+    with torch.no_grad():
+        bias[tokenizer.convert_tokens_to_ids(_SPECIAL)] = -1e4
+
+
+def make_tiny_blip(target: Path) -> Path:
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+
+    tokenizer = _word_tokenizer()
+    vocab = tokenizer.vocab
     tokenizer.add_special_tokens({"bos_token": "[DEC]"})
     config = BlipConfig(
         text_config={
@@ -73,12 +79,33 @@ def make_tiny_blip(target: Path) -> Path:
     )  # fmt: skip
     setattr(config, TINY_MARKER, True)
     model = BlipForConditionalGeneration(config)
-    with torch.no_grad():  # random logits favour special tokens; make captions out of words instead
-        model.text_decoder.cls.predictions.bias[[vocab[t] for t in _SPECIAL]] = -1e4
+    _favour_words(model.text_decoder.cls.predictions.bias, tokenizer)
     processor = BlipProcessor(
         image_processor=BlipImageProcessor(size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}),
         tokenizer=tokenizer,
     )
     model.save_pretrained(target)
     processor.save_pretrained(target)
+    return target
+
+
+def make_tiny_git(target: Path) -> Path:
+    """A second captioner architecture (GIT), loaded through the same generic transformers path as BLIP."""
+    from transformers import CLIPImageProcessor, GitConfig, GitForCausalLM, GitProcessor
+
+    tokenizer = _word_tokenizer()
+    vocab = tokenizer.vocab
+    config = GitConfig(
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": TINY_IMAGE_SIZE, "patch_size": 16},
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=64, bos_token_id=vocab["[CLS]"], eos_token_id=vocab["[SEP]"], pad_token_id=vocab["[PAD]"],
+    )  # fmt: skip
+    setattr(config, TINY_MARKER, True)
+    model = GitForCausalLM(config)
+    _favour_words(model.output.bias, tokenizer)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": TINY_IMAGE_SIZE},
+                                         crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE})  # fmt: skip
+    model.save_pretrained(target)
+    GitProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(target)
     return target

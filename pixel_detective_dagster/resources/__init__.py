@@ -8,11 +8,8 @@ from typing import Any
 from dagster import EnvVar
 
 from pixel_detective_dagster.layout import HOME_ENV
-from pixel_detective_dagster.models.captioner import CAPTION_MODEL_ENV
-from pixel_detective_dagster.models.clip import CLIP_MODEL_ENV, CLIP_PRETRAINED_ENV
-from pixel_detective_dagster.models.device import DEVICE_ENV
 from pixel_detective_dagster.resources.index import VectorIndexResource
-from pixel_detective_dagster.resources.models import CaptionModelResource, ClipModelResource
+from pixel_detective_dagster.resources.models import model_resources_from_env
 from pixel_detective_dagster.resources.projection import ProjectionResource
 from pixel_detective_dagster.resources.storage import StorageResource
 
@@ -27,8 +24,7 @@ def _from_env(**fields: str) -> dict[str, Any]:
 def resources_from_env() -> dict[str, Any]:
     return {
         "storage": StorageResource(**_from_env(home=HOME_ENV)),
-        "clip_model": ClipModelResource(**_from_env(model=CLIP_MODEL_ENV, pretrained=CLIP_PRETRAINED_ENV, device=DEVICE_ENV)),
-        "caption_model": CaptionModelResource(**_from_env(model=CAPTION_MODEL_ENV, device=DEVICE_ENV)),
+        **model_resources_from_env(),
         "vector_index": VectorIndexResource(**_from_env(url="QDRANT_URL", api_key="QDRANT_API_KEY")),
         "projection": ProjectionResource(**_from_env(engine=PROJECTION_ENGINE_ENV)),
     }
