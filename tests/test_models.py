@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -113,20 +114,24 @@ def test_mixed_sizes_and_modes_in_one_batch(clip: ClipEncoder, tiny_models: dict
     calls: list[int] = []
     batcher = AdaptiveBatcher(ceiling=8, device=CPU)
     outcome = run_over_contents(
-        root, list(items.items()), {}, lambda data: clip.preprocess(decode_rgb(data, clip.image_size)),
+        root, list(items.items()), {}, clip.prepare,
         lambda pixels: batcher.run(out_of_memory_above(3, clip.encode_images, calls), pixels), batch_size=8, workers=3,
     )  # fmt: skip
     assert set(outcome.failures.values()) and items[next(iter(outcome.failures))] == "broken.jpg"
     assert len(outcome.results) == 7 and sum(calls) == 7
     for content, name in items.items():  # each vector belongs to its own image, whatever the batching
         if name != "broken.jpg":
-            alone = clip.encode_images(clip.preprocess(decode_rgb((root / name).read_bytes(), clip.image_size))[None])
+            data = (root / name).read_bytes()
+            assert clip.prepare(data).dtype == torch.uint8  # decoder threads hand over uint8, normalised per batch
+            alone = clip.encode_images(clip.prepare(data)[None])
+            unsplit = clip.encode_images(clip.preprocess(decode_rgb(data, clip.image_size))[None])  # open_clip's own
             assert np.allclose(outcome.results[content], alone[0], atol=1e-4), name
+            assert np.allclose(alone, unsplit, atol=1e-5), name
 
     for kind in ("blip", "git"):  # two captioner architectures through the same generic transformers path
         captioner = load_captioner(str(tiny_models[kind]), device="cpu")[0]
         captions = run_over_contents(
-            root, list(items.items()), {}, lambda data: captioner.pixel_values(decode_rgb(data, captioner.image_size)),
+            root, list(items.items()), {}, captioner.prepare,
             captioner.caption_batch, batch_size=4,
         )  # fmt: skip
         assert len(captions.results) == 7 and len(captions.failures) == 1
@@ -155,7 +160,7 @@ def test_captions_batched_with_configurable_generation(tiny_models: dict[str, Pa
     with build_resources(resources_from_env()) as resources:
         captioner, loaded = resources.caption_model.load()
     assert captioner.generation == Generation(6, 2, "a photo of")
-    assert captioner.identity.endswith(":beam2-max6-prompt" + captioner.identity.rsplit("prompt", 1)[1])
+    assert re.search(r"^transformers:blip:blip:[0-9a-f]{12}:fp32:beam2-max6-prompt[0-9a-f]{8}$", captioner.identity)
     greedy = captioner.with_generation(Generation(max_new_tokens=6))
     assert greedy.identity != captioner.identity and greedy.batcher is captioner.batcher
     pixels = torch.randn(3, 3, captioner.image_size, captioner.image_size)

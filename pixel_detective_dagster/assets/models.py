@@ -21,7 +21,6 @@ from pixel_detective_dagster.assets.files import thumbnails
 from pixel_detective_dagster.assets.partitions import BATCH_ASSET_ARGS
 from pixel_detective_dagster.assets.reporting import artifact_links, failures_table, model_metadata
 from pixel_detective_dagster.batch_inputs import BatchContext, batch_context
-from pixel_detective_dagster.imaging import decode_rgb
 from pixel_detective_dagster.inference import InferenceOutcome, run_over_contents
 from pixel_detective_dagster.models.batching import AdaptiveBatcher
 from pixel_detective_dagster.models.device import release_memory
@@ -113,7 +112,7 @@ def clip_embeddings(context: AssetExecutionContext, storage: StorageResource, cl
 
     step = ModelStep(
         "clip", encoder.identity, storage.features.get_vectors, storage.features.put_vectors,
-        lambda data: encoder.preprocess(decode_rgb(data, encoder.image_size)), encoder.encode_batch, write,
+        encoder.prepare, encoder.encode_batch, write,
         encoder.batcher,
     )  # fmt: skip
     return _result(context, loaded, run_model_step(context, storage, step), dimensions=encoder.dim)
@@ -131,7 +130,7 @@ def blip_captions(context: AssetExecutionContext, storage: StorageResource, capt
 
     step = ModelStep(
         "captions", captioner.identity, storage.features.get_captions, storage.features.put_captions,
-        lambda data: captioner.pixel_values(decode_rgb(data, captioner.image_size)), captioner.caption_batch, write,
+        captioner.prepare, captioner.caption_batch, write,
         captioner.batcher,
     )  # fmt: skip
     return _result(context, loaded, run_model_step(context, storage, step))

@@ -9,16 +9,9 @@ from pathlib import Path
 
 import torch
 
+from pixel_detective_dagster.imaging import decode_rgb
 from pixel_detective_dagster.models.batching import AdaptiveBatcher, probe_batch_size
-from pixel_detective_dagster.models.device import (
-    autocast_for,
-    precision_label,
-    prepare_module,
-    resolve_device,
-    resolve_precision,
-    to_device,
-    use_all_cores,
-)
+from pixel_detective_dagster.models.device import autocast_for, precision_label, prepare_module, resolve_target, to_device
 from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
 
 CAPTION_MODEL_ENV = "PIXEL_DETECTIVE_CAPTION_MODEL"
@@ -72,6 +65,10 @@ class Captioner:
         """Preprocess one PIL image (thread-safe; called from decoder threads)."""
         return self.processor.image_processor(image, return_tensors="pt")["pixel_values"][0]
 
+    def prepare(self, data: bytes) -> torch.Tensor:
+        """Encoded image bytes to a model input (thread-safe; runs in the decoder threads)."""
+        return self.pixel_values(decode_rgb(data, self.image_size))
+
     @torch.inference_mode()
     def caption(self, pixels: torch.Tensor) -> list[str]:
         """Captions for one batch of preprocessed images (greedy unless ``num_beams`` > 1; no splitting)."""
@@ -111,8 +108,7 @@ def load_captioner(
     batch_size: int = 0,
 ) -> tuple[Captioner, float, bool]:
     """Load (once per process) a captioner; returns (captioner, load seconds, was already loaded)."""
-    torch_device = resolve_device(device)
-    mode = resolve_precision(torch_device, precision)
+    torch_device, mode = resolve_target(device, precision)
     key = ("caption", model, str(torch_device), mode, compile_model, batch_size)
     return load_once(key, lambda: _load(model, torch_device, mode, compile_model, batch_size))
 
@@ -120,7 +116,6 @@ def load_captioner(
 def _load(name: str, device: torch.device, precision: str, compile_model: bool, batch_size: int) -> Captioner:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    use_all_cores()
     local = Path(name).expanduser()
     source = str(local.resolve()) if local.is_dir() else name
     dtype = _HALF.get(precision) if device.type != "cpu" else None  # half weights on accelerators

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
+from pixel_detective_dagster.imaging import decode_rgb
 from pixel_detective_dagster.models.batching import AdaptiveBatcher, probe_batch_size
-from pixel_detective_dagster.models.device import (
-    autocast_for,
-    precision_label,
-    prepare_module,
-    resolve_device,
-    resolve_precision,
-    to_device,
-    use_all_cores,
-)
+from pixel_detective_dagster.models.device import autocast_for, precision_label, prepare_module, resolve_target, to_device
 from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
 
 CLIP_MODEL_ENV = "PIXEL_DETECTIVE_CLIP_MODEL"
@@ -25,6 +20,38 @@ CLIP_PRETRAINED_ENV = "PIXEL_DETECTIVE_CLIP_PRETRAINED"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 DEFAULT_BATCH = {"cpu": 32, "mps": 64, "cuda": 1024}  # CUDA: a ceiling the free-memory probe sizes down
+
+
+@dataclass(frozen=True)
+class SplitPreprocess:
+    """open_clip's preprocessing in two halves: resize/crop to uint8 in the decoder threads, normalise per batch.
+
+    Decoder threads then run no torch kernels (which would compete with the model for the intra-op
+    thread pool), and a CUDA host-to-device copy moves a quarter of the bytes.
+    """
+
+    geometry: Callable[[Image.Image], Image.Image]
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def to_uint8(self, image: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.geometry(image).convert("RGB"))).permute(2, 0, 1)
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The same arithmetic as ToTensor + Normalize, on a whole batch."""
+        mean, std = self.mean.to(pixels.device), self.std.to(pixels.device)
+        return pixels.float().div_(255).sub_(mean).div_(std)
+
+
+def split_preprocess(preprocess: object) -> SplitPreprocess | None:
+    """Split a ``Compose(..., ToTensor, Normalize)``; None for any other pipeline (then it runs whole)."""
+    from torchvision.transforms import Compose, Normalize, ToTensor
+
+    steps = list(getattr(preprocess, "transforms", []))
+    if len(steps) < 2 or not isinstance(steps[-2], ToTensor) or not isinstance(steps[-1], Normalize):
+        return None
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (steps[-1].mean, steps[-1].std))
+    return SplitPreprocess(Compose(steps[:-2]), mean, std)
 
 
 @dataclass
@@ -41,12 +68,21 @@ class ClipEncoder:
     dim: int
     random_weights: bool
     batcher: AdaptiveBatcher
+    split: SplitPreprocess | None = None
+
+    def prepare(self, data: bytes) -> torch.Tensor:
+        """Encoded image bytes to a model input (thread-safe; runs in the decoder threads)."""
+        image = decode_rgb(data, self.image_size)
+        return self.split.to_uint8(image) if self.split else self.preprocess(image)
 
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor) -> np.ndarray:
-        """L2-normalised float32 embeddings for one batch of preprocessed image tensors (no splitting)."""
+        """L2-normalised float32 embeddings for one batch (uint8 from ``prepare`` or float from ``preprocess``)."""
+        pixels = to_device(pixels, self.device)
+        if pixels.dtype == torch.uint8 and self.split:
+            pixels = self.split.normalise(pixels)
         with autocast_for(self.device, self.precision):
-            features = self.model.encode_image(to_device(pixels, self.device))
+            features = self.model.encode_image(pixels)
         return _normalise(features)
 
     def encode_batch(self, pixels: torch.Tensor) -> list[np.ndarray]:
@@ -93,8 +129,7 @@ def load_clip(
                 f"CLIP architecture {model!r} needs weights: set {CLIP_PRETRAINED_ENV} to an open_clip tag or a "
                 f"checkpoint file, or set {CLIP_MODEL_ENV} to a model directory"
             )
-    torch_device = resolve_device(device)
-    mode = resolve_precision(torch_device, precision)
+    torch_device, mode = resolve_target(device, precision)
     key = ("clip", name, pretrained, str(torch_device), mode, compile_model, batch_size)
     return load_once(key, lambda: _load(name, pretrained, torch_device, mode, compile_model, batch_size))
 
@@ -103,7 +138,6 @@ def _load(name: str, pretrained: str | None, device: torch.device, precision: st
           batch_size: int) -> ClipEncoder:  # fmt: skip
     import open_clip
 
-    use_all_cores()
     local_dir = Path(name.removeprefix("local-dir:")) if name.startswith("local-dir:") else None
     if local_dir is not None and not any(local_dir.glob("*.safetensors")) and not any(local_dir.glob("*.bin")):
         raise ModelLoadError(f"no CLIP weights (*.safetensors / *.bin) in {local_dir}; check {CLIP_MODEL_ENV}")
@@ -129,7 +163,7 @@ def _load(name: str, pretrained: str | None, device: torch.device, precision: st
     ceiling = batch_size or DEFAULT_BATCH.get(device.type, 32)
     encoder = ClipEncoder(model, preprocess, tokenizer, device, precision, identity, image_size, dim,
                           bool(local_dir and is_tiny_config(local_dir / "open_clip_config.json")),
-                          AdaptiveBatcher(ceiling, device))  # fmt: skip
+                          AdaptiveBatcher(ceiling, device), split_preprocess(preprocess))  # fmt: skip
     encoder.batcher = AdaptiveBatcher(probe_batch_size(encoder.encode_images, image_size, device, ceiling), device)
     return encoder
 

@@ -43,6 +43,10 @@ def resolve_precision(device: torch.device, requested: str = "auto") -> str:
     return requested
 
 
+def resolve_target(device: str = "auto", precision: str = "auto") -> tuple[torch.device, str]:
+    return (torch_device := resolve_device(device)), resolve_precision(torch_device, precision)
+
+
 def precision_label(precision: str) -> str:
     """How a precision appears in a model identity."""
     return {"fp16": "fp16-autocast", "bf16": "bf16-autocast", "int8": "int8-dynamic"}.get(precision, precision)
@@ -56,7 +60,8 @@ def autocast_for(device: torch.device, precision: str) -> AbstractContextManager
 
 
 def prepare_module(module: torch.nn.Module, device: torch.device, precision: str) -> torch.nn.Module:
-    """Eval mode on ``device``; dynamic int8 quantization of Linear layers; channels-last on CUDA."""
+    """Eval mode on ``device``; dynamic int8 quantization of Linear layers; channels-last on CUDA; all CPU cores."""
+    use_all_cores()
     module = module.to(device).eval()
     if precision == "int8":
         module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)

@@ -16,7 +16,7 @@ from dagster import ConfigurableResource, EnvVar
 
 from pixel_detective_dagster.models.captioner import CAPTION_MODEL_ENV, DEFAULT_CAPTION_MODEL, Captioner, Generation, load_captioner
 from pixel_detective_dagster.models.clip import CLIP_MODEL_ENV, CLIP_PRETRAINED_ENV, DEFAULT_CLIP_MODEL, ClipEncoder, load_clip
-from pixel_detective_dagster.models.device import DEVICE_ENV, resolve_device, resolve_precision
+from pixel_detective_dagster.models.device import DEVICE_ENV, resolve_target
 from pixel_detective_dagster.models.registry import LoadedModel
 
 COMPILE_ENV = "PIXEL_DETECTIVE_COMPILE"
@@ -64,7 +64,7 @@ class ClipModelResource(ConfigurableResource):
 
     def version(self) -> str:
         model, pretrained = _value(self.model), _value(self.pretrained)
-        precision = resolve_precision(resolve_device(_value(self.device)), _value(self.precision))
+        precision = resolve_target(_value(self.device), _value(self.precision))[1]
         return _digest({"model": model, "pretrained": pretrained, "precision": precision,
                         "weights": _weights_stamp(model) + _weights_stamp(pretrained or "")})  # fmt: skip
 
@@ -95,7 +95,7 @@ class CaptionModelResource(ConfigurableResource):
 
     def version(self) -> str:
         model = _value(self.model)
-        precision = resolve_precision(resolve_device(_value(self.device)), _value(self.precision))
+        precision = resolve_target(_value(self.device), _value(self.precision))[1]
         return _digest({"model": model, "precision": precision, "generation": self.generation.tag,
                         "weights": _weights_stamp(model)})  # fmt: skip
 
