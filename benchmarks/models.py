@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def _images(folder: Path, count: int, size: str) -> list[tuple[str, str]]:
 
 
 def throughput(label: str, root: Path, items: list[tuple[str, str]], prepare: Callable[[bytes], torch.Tensor],
-               infer: Callable[[torch.Tensor], Sequence[object]], batch_size: int, repeat: int) -> Figure:  # fmt: skip
+               infer: Callable[[torch.Tensor], Sequence[object]], batch_size: int, repeat: int) -> list[Figure]:  # fmt: skip
     """End-to-end images/s (the assets' path) against bare forward images/s on the same, pre-decoded images."""
     pixels = torch.stack([prepare((root / name).read_bytes()) for _, name in items])
     infer(pixels[:batch_size])  # warm-up: kernels, allocator, lazy initialisation
@@ -51,10 +52,22 @@ def throughput(label: str, root: Path, items: list[tuple[str, str]], prepare: Ca
         assert len(outcome.results) == len(items), outcome.failures
         waits.append(outcome.decode_wait_seconds)
 
-    samples = [(seconds(bare_forward, 1), seconds(end_to_end, 1)) for _ in range(repeat)]  # interleaved: same load
-    bare, e2e = (statistics.median(column) for column in zip(*samples))
+    samples = [(*_timed(bare_forward), *_timed(end_to_end)) for _ in range(repeat)]  # interleaved: same load
+    bare, bare_cpu, e2e, e2e_cpu = (statistics.median(column) for column in zip(*samples))
     note = f"{len(items)} images, batch {batch_size}, model idle waiting for decoders {min(waits):.2f} s"
-    return Figure(label, "end-to-end images/s", len(items) / e2e, len(items) / bare, "img/s", "bare forward", note)
+    n = len(items)
+    return [
+        Figure(label, "end-to-end images/s", n / e2e, n / bare, "img/s", "bare forward", note),
+        Figure(label, "end-to-end images/CPU-s", n / e2e_cpu, n / bare_cpu, "img/CPU-s", "bare forward",
+               "process CPU time: robust to other load on the machine"),
+    ]
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def precision_figures(clip: ClipEncoder, source: tuple[str, str | None], pixels: torch.Tensor, repeat: int) -> list[Figure]:
@@ -93,14 +106,15 @@ def cases(quick: bool) -> list[Figure]:
         count, sizes, repeat, caption_count = 64, ["12mp", "1mp"], 3, 4
     folders = {size: _images(work / size, count, size) for size in sizes}
     clip = load_clip(*clip_source)[0]
-    figures = [throughput(f"clip {Path(clip_source[0]).name} {clip.device.type}, {size} JPEGs", work / size, items,
-                          clip.prepare, clip.encode_batch, clip.batcher.limit, repeat)
-               for size, items in folders.items()]  # fmt: skip
+    figures = []
+    for size, items in folders.items():
+        figures += throughput(f"clip {Path(clip_source[0]).name} {clip.device.type}, {size} JPEGs", work / size, items,
+                              clip.prepare, clip.encode_batch, clip.batcher.limit, repeat)  # fmt: skip
     captioner = load_captioner(caption_source)[0].with_generation(Generation(max_new_tokens=30))
     root, items = work / sizes[0], folders[sizes[0]][:caption_count]
-    figures.append(throughput(f"captions {Path(caption_source).name} {captioner.device.type}, {sizes[0]} JPEGs", root,
-                              items, captioner.prepare, captioner.caption_batch, min(captioner.batcher.limit, len(items)),
-                              repeat if quick else 1))  # fmt: skip
+    figures += throughput(f"captions {Path(caption_source).name} {captioner.device.type}, {sizes[0]} JPEGs", root,
+                          items, captioner.prepare, captioner.caption_batch, min(captioner.batcher.limit, len(items)),
+                          repeat if quick else 1)  # fmt: skip
     if clip.device.type == "cpu":
         pixels = torch.stack([clip.prepare((root / name).read_bytes()) for _, name in folders[sizes[0]][:32]])
         figures += precision_figures(clip, clip_source, pixels, repeat)

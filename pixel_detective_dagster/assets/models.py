@@ -64,6 +64,7 @@ def run_model_step(context: AssetExecutionContext, storage: StorageResource, ste
     Returns the run's metadata and its data version.
     """
     outcomes, paths, hashes_seen = [], [], []
+    retries_before = step.batcher.oom_retries
     try:
         for key in context.partition_keys:
             batch = batch_context(storage.catalog, storage.layout, key)
@@ -83,7 +84,7 @@ def run_model_step(context: AssetExecutionContext, storage: StorageResource, ste
     finally:
         release_memory(step.batcher.device)
     metadata = {**_throughput(outcomes), **artifact_links(paths), "batch_size": step.batcher.limit,
-                "oom_retries": step.batcher.oom_retries}  # fmt: skip
+                "oom_retries": step.batcher.oom_retries - retries_before}  # fmt: skip
     return metadata, data_version(step.identity, hashes_seen)
 
 

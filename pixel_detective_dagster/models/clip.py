@@ -35,7 +35,7 @@ class SplitPreprocess:
     std: torch.Tensor
 
     def to_uint8(self, image: Image.Image) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self.geometry(image).convert("RGB"))).permute(2, 0, 1)
+        return torch.from_numpy(np.array(self.geometry(image).convert("RGB"))).permute(2, 0, 1)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """The same arithmetic as ToTensor + Normalize, on a whole batch."""
