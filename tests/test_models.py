@@ -180,7 +180,7 @@ def test_load_once_and_errors_name_the_setting(tiny_models: dict[str, Path], tmp
         load_clip("hf-hub:nobody/no-such-clip-model", device="cpu")
     with pytest.raises(ModelLoadError, match="PIXEL_DETECTIVE_CAPTION_MODEL"):
         load_captioner(str(tmp_path / "empty"), device="cpu")
-    with pytest.raises(ValueError, match="PIXEL_DETECTIVE_PRECISION"):
+    with pytest.raises(ValueError, match="PIXEL_DETECTIVE_CLIP_PRECISION"):
         load_clip(str(tiny_models["clip"]), device="cpu", precision="fp16")
 
 

@@ -11,7 +11,9 @@ import torch
 
 from pixel_detective_dagster.imaging import decode_rgb
 from pixel_detective_dagster.models.batching import AdaptiveBatcher, probe_batch_size
-from pixel_detective_dagster.models.device import autocast_for, precision_label, prepare_module, resolve_target, to_device
+from pixel_detective_dagster.models.device import (
+    autocast_for, precision_label, prepare_module, resolve_target, to_device,
+)  # fmt: skip
 from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
 
 CAPTION_MODEL_ENV = "PIXEL_DETECTIVE_CAPTION_MODEL"
@@ -132,9 +134,11 @@ def _load(name: str, device: torch.device, precision: str, compile_model: bool, 
     if compile_model and hasattr(model, "vision_model"):
         model.vision_model.compile()
     weights = weights_checksum(local) if local.is_dir() else getattr(model.config, "_commit_hash", None) or "hub"
-    identity = f"transformers:{model.config.model_type}:{local.name if local.is_dir() else name}:{weights}:{precision_label(precision)}"
+    label = local.name if local.is_dir() else name
+    identity = f"transformers:{model.config.model_type}:{label}:{weights}:{precision_label(precision)}"
     ceiling = batch_size or DEFAULT_BATCH.get(device.type, 8)
     tiny = local.is_dir() and is_tiny_config(local / "config.json")
     captioner = Captioner(model, processor, device, precision, identity, tiny, AdaptiveBatcher(ceiling, device))
-    captioner.batcher = AdaptiveBatcher(probe_batch_size(captioner.caption, captioner.image_size, device, ceiling), device)
+    probed = probe_batch_size(captioner.caption, captioner.image_size, device, ceiling)
+    captioner.batcher = AdaptiveBatcher(probed, device)
     return captioner

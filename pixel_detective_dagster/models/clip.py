@@ -1,4 +1,4 @@
-"""open_clip image and text encoders loaded by architecture + pretrained tag, checkpoint, ``hf-hub:`` id or directory."""
+"""open_clip image and text encoders by architecture + pretrained tag, checkpoint, ``hf-hub:`` id or directory."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from PIL import Image
 
 from pixel_detective_dagster.imaging import decode_rgb
 from pixel_detective_dagster.models.batching import AdaptiveBatcher, probe_batch_size
-from pixel_detective_dagster.models.device import autocast_for, precision_label, prepare_module, resolve_target, to_device
+from pixel_detective_dagster.models.device import (
+    autocast_for, precision_label, prepare_module, resolve_target, to_device,
+)  # fmt: skip
 from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
 
 CLIP_MODEL_ENV = "PIXEL_DETECTIVE_CLIP_MODEL"

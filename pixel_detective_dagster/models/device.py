@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 
 DEVICE_ENV = "PIXEL_DETECTIVE_DEVICE"
-PRECISION_ENV = "PIXEL_DETECTIVE_PRECISION"
+PRECISION_SETTINGS = "PIXEL_DETECTIVE_CLIP_PRECISION / PIXEL_DETECTIVE_CAPTION_PRECISION"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
 _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -33,13 +33,13 @@ def resolve_precision(device: torch.device, requested: str = "auto") -> str:
     """``auto``: fp16 autocast on CUDA, fp32 elsewhere. ``int8`` (dynamic quantization) is CPU-only."""
     requested = (requested or "auto").lower()
     if requested not in PRECISIONS:
-        raise ValueError(f"{PRECISION_ENV}={requested!r}: choose one of {', '.join(PRECISIONS)}")
+        raise ValueError(f"precision {requested!r}: choose one of {', '.join(PRECISIONS)} ({PRECISION_SETTINGS})")
     if requested == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
     if requested == "int8" and device.type != "cpu":
-        raise ValueError(f"{PRECISION_ENV}=int8 (dynamic quantization) runs on the CPU only, not on {device.type}")
+        raise ValueError(f"precision int8 (dynamic quantization) runs on the CPU only: change {PRECISION_SETTINGS}")
     if requested == "fp16" and device.type == "cpu":
-        raise ValueError(f"{PRECISION_ENV}=fp16 is not supported on the CPU; use bf16, int8 or fp32")
+        raise ValueError(f"precision fp16 is not supported on the CPU; set {PRECISION_SETTINGS} to bf16, int8 or fp32")
     return requested
 
 

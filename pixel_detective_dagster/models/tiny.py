@@ -25,7 +25,8 @@ _SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
 def make_tiny_models(target: Path, seed: int = 0) -> dict[str, Path]:
     """Write ``target/clip`` (open_clip local dir), ``target/blip`` and ``target/git`` (transformers dirs)."""
     torch.manual_seed(seed)
-    return {"clip": make_tiny_clip(target / "clip"), "blip": make_tiny_blip(target / "blip"), "git": make_tiny_git(target / "git")}
+    makers = {"clip": make_tiny_clip, "blip": make_tiny_blip, "git": make_tiny_git}
+    return {name: make(target / name) for name, make in makers.items()}
 
 
 def make_tiny_clip(target: Path) -> Path:
@@ -103,7 +104,7 @@ def save_random_blip(target: Path, text: dict[str, object], vision: dict[str, ob
     model = BlipForConditionalGeneration(blip_config)
     _favour_words(model.text_decoder.cls.predictions.bias, tokenizer)
     size = int(vision["image_size"])
-    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": size, "width": size}), tokenizer=tokenizer)
+    processor = BlipProcessor(BlipImageProcessor(size={"height": size, "width": size}), tokenizer)
     model.save_pretrained(target)
     processor.save_pretrained(target)
     return target
@@ -119,7 +120,8 @@ def make_tiny_git(target: Path) -> Path:
         vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
                        "image_size": TINY_IMAGE_SIZE, "patch_size": 16},
         vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=64, bos_token_id=vocab["[CLS]"], eos_token_id=vocab["[SEP]"], pad_token_id=vocab["[PAD]"],
+        max_position_embeddings=64, bos_token_id=vocab["[CLS]"], eos_token_id=vocab["[SEP]"],
+        pad_token_id=vocab["[PAD]"],
     )  # fmt: skip
     setattr(config, TINY_MARKER, True)
     model = GitForCausalLM(config)
