@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -27,6 +26,7 @@ class InferenceOutcome(Generic[R]):
     computed: int = 0
     cached: int = 0
     seconds: float = 0.0
+    decode_wait_seconds: float = 0.0  # time the model sat idle waiting for decoded images
 
     @property
     def images_per_second(self) -> float:
@@ -34,29 +34,43 @@ class InferenceOutcome(Generic[R]):
 
 
 def prefetched(
-    items: Sequence[tuple[str, str]], prepare: Callable[[str, str], torch.Tensor], batch_size: int, workers: int
+    items: Sequence[tuple[str, str]], prepare: Callable[[str, str], torch.Tensor], batch_size: int, workers: int,
+    waited: list[float] | None = None,
 ) -> Iterator[list[tuple[str, torch.Tensor | ImageError]]]:
-    """Yield batches of (hash, tensor or error), keeping about two batches decoding ahead."""
-    ahead = 2 * batch_size
+    """Yield batches of (hash, tensor or error) in the order decoding finishes, about two batches ahead.
+
+    A slow image (a huge PNG, a slow disk) never holds up the batch: whatever finished first goes to the
+    device. Seconds spent waiting for decoders are added to ``waited[0]``.
+    """
+    ahead = max(2 * batch_size, workers)
+    source = iter(items)
+    pending: dict[Future[torch.Tensor], str] = {}
+    ready: list[tuple[str, torch.Tensor | ImageError]] = []
     with ThreadPoolExecutor(workers) as pool:
-        pending: deque[tuple[str, Future[torch.Tensor]]] = deque()
-        source = iter(items)
 
         def top_up() -> None:
-            while len(pending) < ahead and (item := next(source, None)) is not None:
-                pending.append((item[0], pool.submit(prepare, *item)))
+            while len(pending) + len(ready) < ahead and (item := next(source, None)) is not None:
+                pending[pool.submit(prepare, *item)] = item[0]
 
         top_up()
-        while pending:
-            batch: list[tuple[str, torch.Tensor | ImageError]] = []
-            while pending and len(batch) < batch_size:
-                content, future = pending.popleft()
-                try:
-                    batch.append((content, future.result()))
-                except ImageError as exc:
-                    batch.append((content, exc))
+        while pending or ready:
+            while len(ready) < batch_size and pending:
+                start = time.perf_counter()
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                if waited is not None:
+                    waited[0] += time.perf_counter() - start
+                ready.extend((pending.pop(future), _result(future)) for future in done)
+                top_up()
+            batch, ready = ready[:batch_size], ready[batch_size:]
             top_up()
             yield batch
+
+
+def _result(future: Future[torch.Tensor]) -> torch.Tensor | ImageError:
+    try:
+        return future.result()
+    except ImageError as exc:
+        return exc
 
 
 def run_over_contents(
@@ -80,7 +94,8 @@ def run_over_contents(
     def load(content: str, relative: str) -> torch.Tensor:
         return prepare(load_verified(root, relative, content))
 
-    for batch in prefetched(todo, load, batch_size, workers or default_workers()):
+    waited = [0.0]
+    for batch in prefetched(todo, load, batch_size, workers or default_workers(), waited):
         good = [(h, t) for h, t in batch if isinstance(t, torch.Tensor)]
         outcome.failures.update({h: str(e) for h, e in batch if isinstance(e, ImageError)})
         if good:
@@ -88,4 +103,5 @@ def run_over_contents(
             outcome.results.update(zip([h for h, _ in good], values))
             outcome.computed += len(good)
     outcome.seconds = time.perf_counter() - start
+    outcome.decode_wait_seconds = waited[0]
     return outcome

@@ -1,14 +1,20 @@
-"""Stage 2: GPU-capable model steps (CLIP embeddings, captions), sharing the ``gpu`` pool."""
+"""Stage 2: GPU-capable model steps (CLIP embeddings, captions), sharing the ``gpu`` pool.
 
+Both assets take their code version from the configured model settings (``model_versioned_assets``)
+and report a data version derived from the model identity, so a model change marks exactly them
+(and what is built from them) stale.
+"""
+
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
 import torch
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetsDefinition, DataVersion, MaterializeResult, asset
 
 from pixel_detective_dagster.artifacts import write_parquet, write_vectors
 from pixel_detective_dagster.assets.files import thumbnails
@@ -16,11 +22,12 @@ from pixel_detective_dagster.assets.partitions import BATCH_ASSET_ARGS
 from pixel_detective_dagster.assets.reporting import artifact_links, failures_table, model_metadata
 from pixel_detective_dagster.assets.stages import stage
 from pixel_detective_dagster.batch_inputs import BatchContext, batch_context
-from pixel_detective_dagster.imaging import decode_rgb
 from pixel_detective_dagster.inference import InferenceOutcome, run_over_contents
+from pixel_detective_dagster.models.batching import AdaptiveBatcher
+from pixel_detective_dagster.models.device import release_memory
+from pixel_detective_dagster.models.registry import LoadedModel
 from pixel_detective_dagster.resources.models import CaptionModelResource, ClipModelResource
 from pixel_detective_dagster.resources.storage import StorageResource
-
 
 R = TypeVar("R")
 
@@ -33,6 +40,7 @@ def _throughput(outcomes: list[InferenceOutcome]) -> dict[str, object]:
         "cache_hits": sum(o.cached for o in outcomes),
         "failed": sum(len(o.failures) for o in outcomes),
         "images_per_second": round(computed / seconds, 2) if seconds else 0.0,
+        "decode_wait_seconds": round(sum(o.decode_wait_seconds for o in outcomes), 3),
         "failures": failures_table([f for o in outcomes for f in o.failures.items()]),
     }
 
@@ -48,25 +56,50 @@ class ModelStep(Generic[R]):
     prepare: Callable[[bytes], torch.Tensor]
     infer: Callable[[torch.Tensor], Sequence[R]]
     write: Callable[[BatchContext, list[str], list[R]], Path]
-    batch_size: int
+    batcher: AdaptiveBatcher
 
 
-def run_model_step(context: AssetExecutionContext, storage: StorageResource, step: ModelStep[R]) -> dict[str, object]:
-    """Every batch of the run: cached results reused, the rest computed, failures recorded, artifact written."""
-    outcomes, paths = [], []
-    for key in context.partition_keys:
-        batch = batch_context(storage.catalog, storage.layout, key)
-        items = batch.ready_contents()
-        cached = step.get_cached(step.identity, [h for h, _ in items])
-        outcome = run_over_contents(batch.root, items, cached, step.prepare, step.infer, step.batch_size, storage.workers)
-        step.put_cached(step.identity, {h: v for h, v in outcome.results.items() if h not in cached})
-        storage.catalog.fail_hashes(batch.collection, key, outcome.failures)
-        hashes = [h for h, _ in items if h in outcome.results]
-        paths.append(step.write(batch, hashes, [outcome.results[h] for h in hashes]))
-        outcomes.append(outcome)
-        context.log.info(f"{key} {step.name}: {outcome.computed} computed, {outcome.cached} cached, "
-                         f"{outcome.images_per_second:.1f} img/s")  # fmt: skip
-    return {**_throughput(outcomes), **artifact_links(paths)}
+def run_model_step(context: AssetExecutionContext, storage: StorageResource, step: ModelStep[R]) -> tuple[dict[str, object], DataVersion]:
+    """Every batch of the run: cached results reused, the rest computed, failures recorded, artifact written.
+
+    Returns the run's metadata and its data version.
+    """
+    outcomes, paths, hashes_seen = [], [], []
+    retries_before = step.batcher.oom_retries
+    try:
+        for key in context.partition_keys:
+            batch = batch_context(storage.catalog, storage.layout, key)
+            items = batch.ready_contents()
+            cached = step.get_cached(step.identity, [h for h, _ in items])
+            outcome = run_over_contents(batch.root, items, cached, step.prepare, step.infer, step.batcher.limit,
+                                        storage.workers)  # fmt: skip
+            step.put_cached(step.identity, {h: v for h, v in outcome.results.items() if h not in cached})
+            storage.catalog.fail_hashes(batch.collection, key, outcome.failures)
+            hashes = [h for h, _ in items if h in outcome.results]
+            paths.append(step.write(batch, hashes, [outcome.results[h] for h in hashes]))
+            outcomes.append(outcome)
+            hashes_seen += hashes
+            context.log.info(f"{key} {step.name}: {outcome.computed} computed, {outcome.cached} cached, "
+                             f"{outcome.images_per_second:.1f} img/s, waited {outcome.decode_wait_seconds:.2f} s "
+                             f"for decoders")  # fmt: skip
+    finally:
+        release_memory(step.batcher.device)
+    metadata = {**_throughput(outcomes), **artifact_links(paths), "batch_size": step.batcher.limit,
+                "oom_retries": step.batcher.oom_retries - retries_before}  # fmt: skip
+    return metadata, data_version(step.identity, hashes_seen)
+
+
+def data_version(identity: str, hashes: Sequence[str]) -> DataVersion:
+    """The model identity plus the contents it ran over: equal inputs and model, equal version."""
+    return DataVersion(hashlib.sha256("\n".join([identity, *sorted(hashes)]).encode()).hexdigest()[:16])
+
+
+def _result(context: AssetExecutionContext, loaded: LoadedModel, run: tuple[dict[str, object], DataVersion],
+            **extra: Any) -> MaterializeResult:  # fmt: skip
+    how = "already loaded in this process" if loaded.cached else f"loaded in {loaded.load_seconds:.2f} s"
+    context.log.info(f"model {loaded.identity}: {how}")
+    metadata, version = run
+    return MaterializeResult(metadata={**metadata, **extra, **model_metadata(loaded)}, data_version=version)
 
 
 @asset(**BATCH_ASSET_ARGS, deps=[thumbnails], pool="gpu", **stage("models"), kinds={"pytorch", "parquet", "sqlite"})
@@ -81,11 +114,10 @@ def clip_embeddings(context: AssetExecutionContext, storage: StorageResource, cl
 
     step = ModelStep(
         "clip", encoder.identity, storage.features.get_vectors, storage.features.put_vectors,
-        lambda data: encoder.preprocess(decode_rgb(data, encoder.image_size)), encoder.encode_images, write,
-        clip_model.batch_size,
+        encoder.prepare, encoder.encode_batch, write,
+        encoder.batcher,
     )  # fmt: skip
-    metadata = run_model_step(context, storage, step)
-    return MaterializeResult(metadata={**metadata, "dimensions": encoder.dim, **model_metadata(loaded)})
+    return _result(context, loaded, run_model_step(context, storage, step), dimensions=encoder.dim)
 
 
 @asset(**BATCH_ASSET_ARGS, deps=[thumbnails], pool="gpu", **stage("models"), kinds={"pytorch", "huggingface", "parquet"})
@@ -100,8 +132,16 @@ def blip_captions(context: AssetExecutionContext, storage: StorageResource, capt
 
     step = ModelStep(
         "captions", captioner.identity, storage.features.get_captions, storage.features.put_captions,
-        lambda data: captioner.pixel_values(decode_rgb(data, captioner.image_size)), captioner.caption, write,
-        caption_model.batch_size,
+        captioner.prepare, captioner.caption_batch, write,
+        captioner.batcher,
     )  # fmt: skip
-    metadata = run_model_step(context, storage, step)
-    return MaterializeResult(metadata={**metadata, **model_metadata(loaded)})
+    return _result(context, loaded, run_model_step(context, storage, step))
+
+
+def model_versioned_assets(assets: Sequence[AssetsDefinition], resources: dict[str, Any]) -> list[AssetsDefinition]:
+    """``assets`` with the model assets' code version set from the configured model resources."""
+    versions = {clip_embeddings.key: resources["clip_model"].version(), blip_captions.key: resources["caption_model"].version()}
+    return [
+        a.map_asset_specs(lambda spec: spec.replace_attributes(code_version=versions[spec.key])) if a.key in versions else a
+        for a in assets
+    ]

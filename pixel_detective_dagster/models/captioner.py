@@ -1,18 +1,40 @@
-"""Image captioning with transformers (BLIP, BLIP-2, GIT) from a hub id or a local directory."""
+"""Image captioning with transformers (BLIP, BLIP-2, GIT, ...) from a hub id or a local directory."""
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from pixel_detective_dagster.models.device import autocast_for, precision_for, resolve_device, use_all_cores
+from pixel_detective_dagster.imaging import decode_rgb
+from pixel_detective_dagster.models.batching import AdaptiveBatcher, probe_batch_size
+from pixel_detective_dagster.models.device import (
+    autocast_for, precision_label, prepare_module, resolve_target, to_device,
+)  # fmt: skip
 from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
 
 CAPTION_MODEL_ENV = "PIXEL_DETECTIVE_CAPTION_MODEL"
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
+DEFAULT_BATCH = {"cpu": 8, "mps": 16, "cuda": 256}  # CUDA: a ceiling the free-memory probe sizes down
+_HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Decoding settings; part of the caption identity because they change the text."""
+
+    max_new_tokens: int = 30
+    num_beams: int = 1
+    prompt: str | None = None
+
+    @property
+    def tag(self) -> str:
+        mode = "greedy" if self.num_beams <= 1 else f"beam{self.num_beams}"
+        prompt = f"-prompt{hashlib.sha256(self.prompt.encode()).hexdigest()[:8]}" if self.prompt else ""
+        return f"{mode}-max{self.max_new_tokens}{prompt}"
 
 
 @dataclass
@@ -20,11 +42,15 @@ class Captioner:
     model: torch.nn.Module
     processor: object
     device: torch.device
-    identity: str
+    precision: str
+    weights_identity: str
     random_weights: bool
-    max_new_tokens: int = 30
-    num_beams: int = 1
-    prompt: str | None = None
+    batcher: AdaptiveBatcher
+    generation: Generation = field(default_factory=Generation)
+
+    @property
+    def identity(self) -> str:
+        return f"{self.weights_identity}:{self.generation.tag}"
 
     @property
     def image_size(self) -> int:
@@ -33,21 +59,37 @@ class Captioner:
         get = size.get if isinstance(size, dict) else lambda name: getattr(size, name, None)
         return int(get("shortest_edge") or get("height") or 384)
 
+    def with_generation(self, generation: Generation) -> Captioner:
+        """The same loaded model with other decoding settings (shares weights and batch sizing)."""
+        return replace(self, generation=generation)
+
     def pixel_values(self, image: object) -> torch.Tensor:
         """Preprocess one PIL image (thread-safe; called from decoder threads)."""
         return self.processor.image_processor(image, return_tensors="pt")["pixel_values"][0]
 
+    def prepare(self, data: bytes) -> torch.Tensor:
+        """Encoded image bytes to a model input (thread-safe; runs in the decoder threads)."""
+        return self.pixel_values(decode_rgb(data, self.image_size))
+
     @torch.inference_mode()
     def caption(self, pixels: torch.Tensor) -> list[str]:
-        """Captions for a batch of preprocessed images (greedy unless ``num_beams`` > 1)."""
-        inputs: dict[str, torch.Tensor] = {"pixel_values": pixels.to(self.device, self.model.dtype, non_blocking=True)}
-        if self.prompt:
-            tokens = self.processor.tokenizer([self.prompt] * len(pixels), return_tensors="pt")
-            inputs["input_ids"] = tokens["input_ids"].to(self.device)
-        with autocast_for(self.device):
-            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams)
+        """Captions for one batch of preprocessed images (greedy unless ``num_beams`` > 1; no splitting)."""
+        settings = self.generation
+        inputs = {"pixel_values": to_device(pixels, self.device).to(self.model.dtype)}
+        if settings.prompt:
+            input_ids = self.processor.tokenizer([settings.prompt] * len(pixels), return_tensors="pt")["input_ids"]
+            if self.model.config.model_type == "git":  # GIT continues the prompt; its [SEP] would end it
+                input_ids = input_ids[:, :-1]
+            inputs["input_ids"] = input_ids.to(self.device)
+        with autocast_for(self.device, self.precision):
+            output = self.model.generate(**inputs, max_new_tokens=settings.max_new_tokens,
+                                         num_beams=settings.num_beams, do_sample=False)  # fmt: skip
         texts = self.processor.batch_decode(output, skip_special_tokens=True)
-        return [normalise_caption(text, self.prompt) for text in texts]
+        return [normalise_caption(text, settings.prompt) for text in texts]
+
+    def caption_batch(self, pixels: torch.Tensor) -> list[str]:
+        """Captions for any number of images, in device-sized chunks that shrink on out-of-memory."""
+        return self.batcher.run(self.caption, pixels)
 
 
 def normalise_caption(text: str, prompt: str | None = None) -> str:
@@ -60,30 +102,43 @@ def normalise_caption(text: str, prompt: str | None = None) -> str:
     return text[:1].upper() + text[1:] if text else ""
 
 
-def load_captioner(model: str = DEFAULT_CAPTION_MODEL, device: str = "auto") -> tuple[Captioner, float, bool]:
+def load_captioner(
+    model: str = DEFAULT_CAPTION_MODEL,
+    device: str = "auto",
+    precision: str = "auto",
+    compile_model: bool = False,
+    batch_size: int = 0,
+) -> tuple[Captioner, float, bool]:
     """Load (once per process) a captioner; returns (captioner, load seconds, was already loaded)."""
-    torch_device = resolve_device(device)
-    return load_once(("caption", model, str(torch_device)), lambda: _load(model, torch_device))
+    torch_device, mode = resolve_target(device, precision)
+    key = ("caption", model, str(torch_device), mode, compile_model, batch_size)
+    return load_once(key, lambda: _load(model, torch_device, mode, compile_model, batch_size))
 
 
-def _load(name: str, device: torch.device) -> Captioner:
+def _load(name: str, device: torch.device, precision: str, compile_model: bool, batch_size: int) -> Captioner:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    use_all_cores()
     local = Path(name).expanduser()
     source = str(local.resolve()) if local.is_dir() else name
+    dtype = _HALF.get(precision) if device.type != "cpu" else None  # half weights on accelerators
     try:
         processor = AutoProcessor.from_pretrained(source)
-        model = AutoModelForImageTextToText.from_pretrained(source)
+        model = AutoModelForImageTextToText.from_pretrained(source, dtype=dtype or torch.float32)
     except Exception as exc:
         raise ModelLoadError(
             f"cannot load caption model {name!r}: {exc}. Set {CAPTION_MODEL_ENV} to a model directory or a hub id "
             "in the Hugging Face cache (HF_HOME / HF_HUB_OFFLINE are honoured), or create test models with "
             "`pixel-detective models make-tiny DIR`."
         ) from exc
-    model = model.to(device).eval()
-    tiny = local.is_dir() and is_tiny_config(local / "config.json")
+    model = prepare_module(model, device, precision)
+    if compile_model and hasattr(model, "vision_model"):
+        model.vision_model.compile()
     weights = weights_checksum(local) if local.is_dir() else getattr(model.config, "_commit_hash", None) or "hub"
-    identity = f"transformers:{local.name if local.is_dir() else name}:{weights}:{precision_for(device)}"
-    return Captioner(model, processor, device, identity, tiny)
-
+    label = local.name if local.is_dir() else name
+    identity = f"transformers:{model.config.model_type}:{label}:{weights}:{precision_label(precision)}"
+    ceiling = batch_size or DEFAULT_BATCH.get(device.type, 8)
+    tiny = local.is_dir() and is_tiny_config(local / "config.json")
+    captioner = Captioner(model, processor, device, precision, identity, tiny, AdaptiveBatcher(ceiling, device))
+    probed = probe_batch_size(captioner.caption, captioner.image_size, device, ceiling)
+    captioner.batcher = AdaptiveBatcher(probed, device)
+    return captioner

@@ -1,47 +1,100 @@
-"""open_clip image and text encoders loaded by architecture + pretrained tag, checkpoint or directory."""
+"""open_clip image and text encoders by architecture + pretrained tag, checkpoint, ``hf-hub:`` id or directory."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from pixel_detective_dagster.models.device import autocast_for, precision_for, resolve_device, use_all_cores
+from pixel_detective_dagster.imaging import decode_rgb
+from pixel_detective_dagster.models.batching import AdaptiveBatcher, probe_batch_size
+from pixel_detective_dagster.models.device import (
+    autocast_for, precision_label, prepare_module, resolve_target, to_device,
+)  # fmt: skip
 from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
 
 CLIP_MODEL_ENV = "PIXEL_DETECTIVE_CLIP_MODEL"
 CLIP_PRETRAINED_ENV = "PIXEL_DETECTIVE_CLIP_PRETRAINED"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
+DEFAULT_BATCH = {"cpu": 32, "mps": 64, "cuda": 1024}  # CUDA: a ceiling the free-memory probe sizes down
+
+
+@dataclass(frozen=True)
+class SplitPreprocess:
+    """open_clip's preprocessing in two halves: resize/crop to uint8 in the decoder threads, normalise per batch.
+
+    Decoder threads then run no torch kernels (which would compete with the model for the intra-op
+    thread pool), and a CUDA host-to-device copy moves a quarter of the bytes.
+    """
+
+    geometry: Callable[[Image.Image], Image.Image]
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def to_uint8(self, image: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.geometry(image).convert("RGB"))).permute(2, 0, 1)
+
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The same arithmetic as ToTensor + Normalize, on a whole batch."""
+        mean, std = self.mean.to(pixels.device), self.std.to(pixels.device)
+        return pixels.float().div_(255).sub_(mean).div_(std)
+
+
+def split_preprocess(preprocess: object) -> SplitPreprocess | None:
+    """Split a ``Compose(..., ToTensor, Normalize)``; None for any other pipeline (then it runs whole)."""
+    from torchvision.transforms import Compose, Normalize, ToTensor
+
+    steps = list(getattr(preprocess, "transforms", []))
+    if len(steps) < 2 or not isinstance(steps[-2], ToTensor) or not isinstance(steps[-1], Normalize):
+        return None
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (steps[-1].mean, steps[-1].std))
+    return SplitPreprocess(Compose(steps[:-2]), mean, std)
 
 
 @dataclass
 class ClipEncoder:
-    """A loaded open_clip model with its preprocessing, tokenizer and identity."""
+    """A loaded open_clip model with its preprocessing, tokenizer, identity and batch sizing."""
 
     model: torch.nn.Module
     preprocess: object
     tokenizer: object
     device: torch.device
+    precision: str
     identity: str
     image_size: int
     dim: int
     random_weights: bool
+    batcher: AdaptiveBatcher
+    split: SplitPreprocess | None = None
+
+    def prepare(self, data: bytes) -> torch.Tensor:
+        """Encoded image bytes to a model input (thread-safe; runs in the decoder threads)."""
+        image = decode_rgb(data, self.image_size)
+        return self.split.to_uint8(image) if self.split else self.preprocess(image)
 
     @torch.inference_mode()
     def encode_images(self, pixels: torch.Tensor) -> np.ndarray:
-        """L2-normalised float32 embeddings for a batch of preprocessed image tensors."""
-        pixels = pixels.to(self.device, non_blocking=True)
-        with autocast_for(self.device):
+        """L2-normalised float32 embeddings for one batch (uint8 from ``prepare`` or float from ``preprocess``)."""
+        pixels = to_device(pixels, self.device)
+        if pixels.dtype == torch.uint8 and self.split:
+            pixels = self.split.normalise(pixels)
+        with autocast_for(self.device, self.precision):
             features = self.model.encode_image(pixels)
         return _normalise(features)
+
+    def encode_batch(self, pixels: torch.Tensor) -> list[np.ndarray]:
+        """Embeddings for any number of images, in device-sized chunks that shrink on out-of-memory."""
+        return self.batcher.run(self.encode_images, pixels)
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         tokens = self.tokenizer(texts).to(self.device)
-        with autocast_for(self.device):
+        with autocast_for(self.device, self.precision):
             features = self.model.encode_text(tokens)
         return _normalise(features)
 
@@ -58,8 +111,18 @@ def open_clip_name(model: str) -> str:
     return model
 
 
-def load_clip(model: str = DEFAULT_CLIP_MODEL, pretrained: str | None = None, device: str = "auto") -> tuple[ClipEncoder, float, bool]:
-    """Load (once per process) and return (encoder, load seconds, was already loaded)."""
+def load_clip(
+    model: str = DEFAULT_CLIP_MODEL,
+    pretrained: str | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    compile_model: bool = False,
+    batch_size: int = 0,
+) -> tuple[ClipEncoder, float, bool]:
+    """Load (once per process) and return (encoder, load seconds, was already loaded).
+
+    ``batch_size`` 0 picks a default per device; on CUDA it is a ceiling the free-memory probe sizes down.
+    """
     name = open_clip_name(model)
     if not name.startswith(("hf-hub:", "local-dir:")):
         pretrained = pretrained or (DEFAULT_CLIP_PRETRAINED if name == DEFAULT_CLIP_MODEL else None)
@@ -68,19 +131,20 @@ def load_clip(model: str = DEFAULT_CLIP_MODEL, pretrained: str | None = None, de
                 f"CLIP architecture {model!r} needs weights: set {CLIP_PRETRAINED_ENV} to an open_clip tag or a "
                 f"checkpoint file, or set {CLIP_MODEL_ENV} to a model directory"
             )
-    torch_device = resolve_device(device)
-    return load_once(("clip", name, pretrained, str(torch_device)), lambda: _load(name, pretrained, torch_device))
+    torch_device, mode = resolve_target(device, precision)
+    key = ("clip", name, pretrained, str(torch_device), mode, compile_model, batch_size)
+    return load_once(key, lambda: _load(name, pretrained, torch_device, mode, compile_model, batch_size))
 
 
-def _load(name: str, pretrained: str | None, device: torch.device) -> ClipEncoder:
+def _load(name: str, pretrained: str | None, device: torch.device, precision: str, compile_model: bool,
+          batch_size: int) -> ClipEncoder:  # fmt: skip
     import open_clip
 
-    use_all_cores()
     local_dir = Path(name.removeprefix("local-dir:")) if name.startswith("local-dir:") else None
     if local_dir is not None and not any(local_dir.glob("*.safetensors")) and not any(local_dir.glob("*.bin")):
         raise ModelLoadError(f"no CLIP weights (*.safetensors / *.bin) in {local_dir}; check {CLIP_MODEL_ENV}")
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained)
         tokenizer = open_clip.get_tokenizer(name)
     except Exception as exc:
         raise ModelLoadError(
@@ -89,21 +153,27 @@ def _load(name: str, pretrained: str | None, device: torch.device) -> ClipEncode
             "cache, a checkpoint file, or a model directory), or create test models with "
             "`pixel-detective models make-tiny DIR`."
         ) from exc
-    model.eval()
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
     size = model.visual.image_size
     image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
     with torch.inference_mode():
-        dim = int(model.encode_text(tokenizer(["probe"]).to(device)).shape[-1])
-    random_weights = bool(local_dir and is_tiny_config(local_dir / "open_clip_config.json"))
-    if local_dir is not None:
-        weights = weights_checksum(local_dir)
-    elif pretrained and Path(pretrained).is_file():
-        weights = weights_checksum(Path(pretrained))
-    else:
-        weights = pretrained or "hub-default"
+        dim = int(model.encode_text(tokenizer(["probe"])).shape[-1])
+    model = prepare_module(model, device, precision)
+    if compile_model:
+        model.visual.compile()
     arch = local_dir.name if local_dir else name
-    identity = f"open_clip:{arch}:{weights}:{precision_for(device)}"
-    return ClipEncoder(model, preprocess, tokenizer, device, identity, image_size, dim, random_weights)
+    identity = f"open_clip:{arch}:{_weights_tag(local_dir, pretrained)}:{precision_label(precision)}"
+    ceiling = batch_size or DEFAULT_BATCH.get(device.type, 32)
+    encoder = ClipEncoder(model, preprocess, tokenizer, device, precision, identity, image_size, dim,
+                          bool(local_dir and is_tiny_config(local_dir / "open_clip_config.json")),
+                          AdaptiveBatcher(ceiling, device), split_preprocess(preprocess))  # fmt: skip
+    encoder.batcher = AdaptiveBatcher(probe_batch_size(encoder.encode_images, image_size, device, ceiling), device)
+    return encoder
 
+
+def _weights_tag(local_dir: Path | None, pretrained: str | None) -> str:
+    """Checksum of local weights; the open_clip tag (fixed weights per tag) or ``hf-hub`` for hub ids."""
+    if local_dir is not None:
+        return weights_checksum(local_dir)
+    if pretrained and Path(pretrained).is_file():
+        return weights_checksum(Path(pretrained))
+    return pretrained or "hf-hub"

@@ -1,13 +1,17 @@
-"""Pick the torch device and precision, and keep CPU inference using every core."""
+"""Device, precision and memory handling shared by the model wrappers."""
 
 from __future__ import annotations
 
+import gc
 import os
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
 DEVICE_ENV = "PIXEL_DETECTIVE_DEVICE"
+PRECISION_SETTINGS = "PIXEL_DETECTIVE_CLIP_PRECISION / PIXEL_DETECTIVE_CAPTION_PRECISION"
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+_AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
@@ -25,15 +29,68 @@ def resolve_device(requested: str = "auto") -> torch.device:
     return device
 
 
-def autocast_for(device: torch.device) -> AbstractContextManager[object]:
-    """fp16 autocast on CUDA, plain fp32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
+def resolve_precision(device: torch.device, requested: str = "auto") -> str:
+    """``auto``: fp16 autocast on CUDA, fp32 elsewhere. ``int8`` (dynamic quantization) is CPU-only."""
+    requested = (requested or "auto").lower()
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision {requested!r}: choose one of {', '.join(PRECISIONS)} ({PRECISION_SETTINGS})")
+    if requested == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if requested == "int8" and device.type != "cpu":
+        raise ValueError(f"precision int8 (dynamic quantization) runs on the CPU only: change {PRECISION_SETTINGS}")
+    if requested == "fp16" and device.type == "cpu":
+        raise ValueError(f"precision fp16 is not supported on the CPU; set {PRECISION_SETTINGS} to bf16, int8 or fp32")
+    return requested
+
+
+def resolve_target(device: str = "auto", precision: str = "auto") -> tuple[torch.device, str]:
+    return (torch_device := resolve_device(device)), resolve_precision(torch_device, precision)
+
+
+def precision_label(precision: str) -> str:
+    """How a precision appears in a model identity."""
+    return {"fp16": "fp16-autocast", "bf16": "bf16-autocast", "int8": "int8-dynamic"}.get(precision, precision)
+
+
+def autocast_for(device: torch.device, precision: str) -> AbstractContextManager[object]:
+    """Mixed-precision autocast for fp16 / bf16; a no-op for fp32 and int8."""
+    if precision in _AUTOCAST:
+        return torch.autocast(device.type, dtype=_AUTOCAST[precision])
     return nullcontext()
 
 
-def precision_for(device: torch.device) -> str:
-    return "fp16-autocast" if device.type == "cuda" else "fp32"
+def prepare_module(module: torch.nn.Module, device: torch.device, precision: str) -> torch.nn.Module:
+    """Eval mode on ``device``; dynamic int8 quantization of Linear layers; channels-last on CUDA; all CPU cores."""
+    use_all_cores()
+    module = module.to(device).eval()
+    if precision == "int8":
+        module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+    if device.type == "cuda":
+        module = module.to(memory_format=torch.channels_last)
+    return module
+
+
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a CPU batch to ``device``: through pinned memory with a non-blocking copy on CUDA."""
+    if device.type == "cuda":
+        return batch.pin_memory().to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    return batch.to(device)
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Free memory of a CUDA device (None elsewhere: CPU and MPS batches use the configured size)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    return None
+
+
+def release_memory(device: torch.device) -> None:
+    """Return cached blocks to the device after a run or an out-of-memory error."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
 
 
 def use_all_cores() -> None:
