@@ -63,7 +63,7 @@ def check_complete(data: bytes, fmt: str) -> None:
     if fmt not in ("jpeg", "png"):
         return
     with Image.open(io.BytesIO(data)) as img:
-        if fmt == "jpeg" and img.tile and data.find(b"\xff\xd9", img.tile[0][2]) < 0:
+        if fmt == "jpeg" and img.tile and data.rfind(b"\xff\xd9", img.tile[0][2]) < 0:
             raise ImageError("truncated JPEG: the image data has no end marker")
         if fmt == "png":
             try:
