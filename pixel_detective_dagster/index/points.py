@@ -135,14 +135,13 @@ class FilterDialect:
 def _day_bound(text: str, end: bool) -> str:
     """An ISO date or datetime as a naive ISO datetime; a bare date ``end`` bound covers the whole day."""
     try:
-        return datetime.fromisoformat(text).replace(tzinfo=None).isoformat()
+        return datetime.combine(date.fromisoformat(text), time(23, 59, 59) if end else time.min).isoformat()
     except ValueError:
         pass
     try:
-        day = date.fromisoformat(text)
+        return datetime.fromisoformat(text).replace(tzinfo=None).isoformat()
     except ValueError as exc:
         raise ValueError(f"not an ISO date or datetime: {text!r}") from exc
-    return datetime.combine(day, time.max if end else time.min).isoformat()
 
 
 def build_filter(d: FilterDialect, filters: SearchFilters | None, exclude_ids: Sequence[str] = ()) -> Any | None:

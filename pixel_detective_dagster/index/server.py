@@ -44,6 +44,7 @@ class ServerIndex(QdrantIndex):
         self.model = model
         self.dim = dim
         self.expected_points = expected_points
+        self._bulk = False
 
     def exists(self) -> bool:
         return bool(self.client.collection_exists(self.name))
@@ -79,7 +80,9 @@ class ServerIndex(QdrantIndex):
 
         if self.exists():
             if self.vector not in self.vector_names():
-                self.client.create_vector_name(self.name, self.vector, m.DenseVectorNameConfig(dense=self._dense_config()))
+                self._dense_config()  # checks the model and size are known
+                slot = m.DenseVectorConfig(size=self.dim, distance=m.Distance.COSINE)  # storage options are per collection
+                self.client.create_vector_name(self.name, self.vector, m.DenseVectorNameConfig(dense=slot))
             return
         s = self.settings
         self.client.create_collection(
@@ -87,7 +90,7 @@ class ServerIndex(QdrantIndex):
             vectors_config={self.vector: self._dense_config()},
             sparse_vectors_config={CAPTION_VECTOR: m.SparseVectorParams(modifier=m.Modifier.IDF)},
             on_disk_payload=self.expected_points > s.on_disk_above,
-            hnsw_config=m.HnswConfigDiff(m=s.hnsw_m, ef_construct=s.hnsw_ef_construct),
+            hnsw_config=m.HnswConfigDiff(m=0 if self._bulk else s.hnsw_m, ef_construct=s.hnsw_ef_construct),
         )
         kinds = {"keyword": m.PayloadSchemaType.KEYWORD, "integer": m.PayloadSchemaType.INTEGER,
                  "datetime": m.PayloadSchemaType.DATETIME,
@@ -131,11 +134,13 @@ class ServerIndex(QdrantIndex):
         """A bulk load: HNSW building switched off (m=0) while writing, restored afterwards."""
         from qdrant_client import models as m
 
+        self._bulk = True
         if self.exists():
             self.client.update_collection(self.name, hnsw_config=m.HnswConfigDiff(m=0))
         try:
             yield
         finally:
+            self._bulk = False
             if self.exists():
                 self.client.update_collection(self.name, hnsw_config=m.HnswConfigDiff(m=self.settings.hnsw_m))
 
