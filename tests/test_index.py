@@ -71,6 +71,13 @@ def test_query_kinds_filters_and_pagination(make_index: Factory) -> None:
     index = make_index()
     with index.bulk():
         index.upsert(LIBRARY)
+    with index.session():  # one open shard for the many queries below (each call alone opens it itself)
+        check_queries(index)
+    index.drop()
+    assert not index.exists() and index.count() == 0 and index.search(axis(0), 3) == []
+
+
+def check_queries(index: VectorIndex) -> None:
     assert index.count() == 4 and index.vector_names() == [vector_name(MODEL)]
 
     assert names(index.search(axis(0), 2)) == ["beach", "sofa"]
@@ -107,29 +114,28 @@ def test_query_kinds_filters_and_pagination(make_index: Factory) -> None:
     assert index.count() == 3 and index.retrieve([LIBRARY[2].id]) == []
     stored = index.retrieve([LIBRARY[0].id], with_vectors=True)[0]
     assert np.allclose(stored.vector, axis(0)) and stored.payload["caption"] == LIBRARY[0].payload["caption"]
-    index.drop()
-    assert not index.exists() and index.count() == 0 and index.search(axis(0), 3) == []
 
 
 def test_hybrid_beats_either_ranking_alone(make_index: Factory) -> None:
     """The target is 3rd by CLIP and 2nd by caption, so neither finds it first; fusing both ranks it first."""
     query_vector, query_text = axis(0), "red bicycle"
-    target = point("target", axis(0, 0.5), "a red bicycle leaning on a wall")
     library = [
-        target,
+        point("target", axis(0, 0.5), "a red bicycle leaning on a wall"),
         point("lookalike1", axis(0, 0.1), "a bowl of tomato soup"),  # closest by CLIP, unrelated caption
         point("lookalike2", axis(0, 0.2), "a plate of pasta"),
-        point("wordy", axis(5), "red bicycle, red bicycle and a red bicycle bell"),  # best caption, far by CLIP
-        point("other", axis(6), "a red wall"),
+        point("wordy", -axis(0), "red bicycle, red bicycle and a red bicycle bell"),  # best caption, far by CLIP
+        *[point(f"filler{i}", axis(1 + i % 6, 0.3), f"a photo of thing number {i}") for i in range(12)],
     ]
     index = make_index()
-    index.upsert(library)
-    clip_only = names(index.search(query_vector, 5))
-    captions_only = names(index.search_captions(query_text, 5))
-    fused = names(index.hybrid(query_vector, query_text, 5))
-    assert clip_only.index("target") == 2 and captions_only.index("target") == 1
-    assert fused[0] == "target"
-    assert names(index.hybrid(query_vector, query_text, 2, filters=SearchFilters(caption_contains="soup"))) == ["lookalike1"]
+    with index.session():
+        index.upsert(library)
+        clip_only = names(index.search(query_vector, 20))
+        captions_only = names(index.search_captions(query_text, 20))
+        fused = names(index.hybrid(query_vector, query_text, 20))
+        assert clip_only.index("target") == 2 and captions_only.index("target") == 1
+        assert fused[0] == "target" and set(fused) == {p.payload["hash"] for p in library}
+        soup = SearchFilters(caption_contains="soup")
+        assert names(index.hybrid(query_vector, query_text, 2, filters=soup)) == ["lookalike1"]
 
 
 def test_near_duplicate_pairs(make_index: Factory) -> None:

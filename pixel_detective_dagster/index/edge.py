@@ -9,6 +9,8 @@ from __future__ import annotations
 import fcntl
 import json
 import shutil
+import threading
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +23,9 @@ from pixel_detective_dagster.index.points import (
     CAPTION_VECTOR, PAYLOAD_INDEXES, FilterDialect, Hit, IndexPoint, IndexSettings, build_filter, caption_document,
     caption_query, record_point, scored_hits, vector_name,
 )  # fmt: skip
+
+_OPEN_SHARDS: dict[str, Any] = {}  # shards this process holds open, by directory
+_THREAD_LOCKS: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
 
 
 def _dialect() -> FilterDialect:
@@ -51,7 +56,6 @@ class EdgeIndex(QdrantIndex):
         self.model = model
         self.dim = dim
         self.expected_points = expected_points
-        self._open: Any = None
 
     backend = "qdrant-edge"
 
@@ -94,27 +98,29 @@ class EdgeIndex(QdrantIndex):
 
     @contextmanager
     def _shard(self, create: bool = False) -> Iterator[Any]:
-        """The open shard (``None`` if there is none and ``create`` is false), locked while in use."""
-        if self._open is not None:
-            yield self._open
-            return
-        import qdrant_edge as qe
+        """The open shard (``None`` if there is none and ``create`` is false), locked while in use.
 
-        with self._locked():
-            if self.exists():
-                shard = qe.EdgeShard.load(str(self.directory))
-            elif create:
-                shard = self._create(qe)
-            else:
+        Within one process the open shard is shared (nested use reuses it), so sessions never deadlock.
+        """
+        key = str(self.directory.resolve())
+        with _THREAD_LOCKS[key]:
+            if key in _OPEN_SHARDS:
+                yield _OPEN_SHARDS[key]
+                return
+            if not (create or self.exists()):
                 yield None
                 return
-            self._open = shard
-            try:
-                yield shard
-            finally:
-                self._open = None
-                shard.flush()
-                shard.close()
+            import qdrant_edge as qe
+
+            with self._locked():
+                shard = qe.EdgeShard.load(str(self.directory)) if self.exists() else self._create(qe)
+                _OPEN_SHARDS[key] = shard
+                try:
+                    yield shard
+                finally:
+                    del _OPEN_SHARDS[key]
+                    shard.flush()
+                    shard.close()
 
     def _vector_params(self, qe: Any) -> Any:
         if not (self.dim and self.model):
@@ -179,8 +185,12 @@ class EdgeIndex(QdrantIndex):
                 shard.optimize()
 
     def drop(self) -> None:
-        with self._locked():
-            shutil.rmtree(self.directory, ignore_errors=True)
+        key = str(self.directory.resolve())
+        with _THREAD_LOCKS[key]:
+            if key in _OPEN_SHARDS:
+                raise RuntimeError(f"{self.directory.name}: close the index session before dropping it")
+            with self._locked():
+                shutil.rmtree(self.directory, ignore_errors=True)
         (self.directory.parent / f".{self.directory.name}.lock").unlink(missing_ok=True)
 
     # -- reading -----------------------------------------------------------------------------

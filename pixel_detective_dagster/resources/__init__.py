@@ -29,6 +29,9 @@ def resources_from_env() -> dict[str, Any]:
         "storage": StorageResource(**_from_env(home=HOME_ENV)),
         "clip_model": ClipModelResource(**_from_env(model=CLIP_MODEL_ENV, pretrained=CLIP_PRETRAINED_ENV, device=DEVICE_ENV)),
         "caption_model": CaptionModelResource(**_from_env(model=CAPTION_MODEL_ENV, device=DEVICE_ENV)),
-        "vector_index": VectorIndexResource(**_from_env(url="QDRANT_URL", api_key="QDRANT_API_KEY")),
+        "vector_index": VectorIndexResource(
+            **_from_env(url="QDRANT_URL", api_key="QDRANT_API_KEY"),
+            prefer_grpc=os.environ.get("QDRANT_PREFER_GRPC", "").lower() in ("1", "true", "yes"),
+        ),
         "projection": ProjectionResource(**_from_env(engine=PROJECTION_ENGINE_ENV)),
     }
