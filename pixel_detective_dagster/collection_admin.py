@@ -20,7 +20,8 @@ from pixel_detective_dagster.resources.index import VectorIndexResource
 
 EXPORT_COLUMNS = ["path", "hash", "caption", "umap_x", "umap_y", "cluster", "kmeans_cluster", "paths", "id"]
 MAP_ARTIFACTS = {"umap_projection": ("x", "y"), "image_clusters": ("cluster", "kmeans_cluster")}
-_MAP_PAYLOAD = {"x": "umap_x", "y": "umap_y", "cluster": "cluster", "kmeans_cluster": "kmeans_cluster"}
+_MAP_PAYLOAD = {"x": ("umap_x", float), "y": ("umap_y", float), "cluster": ("cluster", int),
+                "kmeans_cluster": ("kmeans_cluster", int)}  # artifact column -> payload field, type
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Admin:
                 continue
             frame = read_parquet(path, ["id", *columns])
             for row in frame[frame["id"].isin(ids)].itertuples(index=False):
-                values = {_MAP_PAYLOAD[c]: getattr(row, c).item() for c in columns}
+                values = {_MAP_PAYLOAD[c][0]: _MAP_PAYLOAD[c][1](getattr(row, c)) for c in columns}
                 payload.setdefault(row.id, {}).update(values)
         return payload
 
