@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pixel_detective_dagster.index.points import Hit, IndexPoint, IndexSettings, SearchFilters, duplicate_pairs
+from pixel_detective_dagster.index.points import (
+    Hit, IndexPoint, IndexSettings, SearchFilters, duplicate_pairs, vector_name,
+)  # fmt: skip
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: rank r contributes 1 / (k + r)
 
@@ -38,6 +40,25 @@ class QdrantIndex(ABC):
 
     settings: IndexSettings
     model: str | None
+
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """The collection as the backend names it (for messages)."""
+
+    @abstractmethod
+    def vector_names(self) -> list[str]:
+        """Dense vector slots (one per CLIP model that wrote to this collection)."""
+
+    @property
+    def vector(self) -> str | None:
+        """This index's dense slot: the configured model's, else the collection's only one."""
+        if self.model:
+            return vector_name(self.model)
+        names = self.vector_names()
+        if len(names) > 1:
+            raise ValueError(f"{self.label} holds vectors of several CLIP models ({names}); name the model")
+        return names[0] if names else None
 
     @abstractmethod
     def _run(self, specs: list[QuerySpec]) -> list[list[Hit]]:

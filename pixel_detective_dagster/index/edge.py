@@ -21,7 +21,7 @@ import numpy as np
 from pixel_detective_dagster.index.base import RRF_K, QdrantIndex, QuerySpec
 from pixel_detective_dagster.index.points import (
     CAPTION_VECTOR, PAYLOAD_INDEXES, FilterDialect, Hit, IndexPoint, IndexSettings, build_filter, caption_document,
-    caption_query, record_point, scored_hits, vector_name,
+    caption_query, record_point, scored_hits,
 )  # fmt: skip
 
 _OPEN_SHARDS: dict[str, Any] = {}  # shards this process holds open, by directory
@@ -71,14 +71,8 @@ class EdgeIndex(QdrantIndex):
         return sorted(json.loads((self.directory / "edge_config.json").read_text()).get("vectors", {}))
 
     @property
-    def vector(self) -> str | None:
-        """This index's dense slot: the configured model's, else the collection's only one."""
-        if self.model:
-            return vector_name(self.model)
-        names = self.vector_names()
-        if len(names) > 1:
-            raise ValueError(f"{self.directory.name} holds vectors of several CLIP models ({names}); name the model")
-        return names[0] if names else None
+    def label(self) -> str:
+        return self.directory.name
 
     @contextmanager
     def session(self) -> Iterator[None]:

@@ -11,7 +11,7 @@ import numpy as np
 from pixel_detective_dagster.index.base import RRF_K, QdrantIndex, QuerySpec
 from pixel_detective_dagster.index.points import (
     CAPTION_VECTOR, PAYLOAD_INDEXES, FilterDialect, Hit, IndexPoint, IndexSettings, build_filter, caption_document,
-    caption_query, record_point, scored_hits, vector_name,
+    caption_query, record_point, scored_hits,
 )  # fmt: skip
 
 
@@ -55,13 +55,8 @@ class ServerIndex(QdrantIndex):
         return sorted(self.client.get_collection(self.name).config.params.vectors or {})
 
     @property
-    def vector(self) -> str | None:
-        if self.model:
-            return vector_name(self.model)
-        names = self.vector_names()
-        if len(names) > 1:
-            raise ValueError(f"{self.name} holds vectors of several CLIP models ({names}); name the model")
-        return names[0] if names else None
+    def label(self) -> str:
+        return self.name
 
     def _dense_config(self) -> Any:
         from qdrant_client import models as m
