@@ -144,6 +144,17 @@ class Catalog:
         rows = self._conn.execute("SELECT name, root FROM collections ORDER BY name").fetchall()
         return [Collection(name, Path(root)) for name, root in rows]
 
+    def delete_collection(self, name: str) -> list[str]:
+        """Forget a collection, its files and batches; returns the batch keys it had."""
+        self.collection(name)
+        with self._write() as conn:
+            keys = [k for (k,) in conn.execute("SELECT key FROM batches WHERE collection=?", (name,))]
+            conn.executemany("DELETE FROM batch_changes WHERE batch=?", [(k,) for k in keys])
+            conn.execute("DELETE FROM batches WHERE collection=?", (name,))
+            conn.execute("DELETE FROM files WHERE collection=?", (name,))
+            conn.execute("DELETE FROM collections WHERE name=?", (name,))
+        return keys
+
     # -- scanning ----------------------------------------------------------------------------
 
     def file_states(self, collection: str) -> dict[str, FileState]:

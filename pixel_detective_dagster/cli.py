@@ -1,4 +1,4 @@
-"""The ``pixel-detective`` command: ingest, search, status, models make-tiny, demo."""
+"""The ``pixel-detective`` command: ingest, search, collections, export, delete, rebuild, status, models, demo."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pixel_detective_dagster.layout import InvalidNameError
 from pixel_detective_dagster.models.registry import ModelLoadError
 from pixel_detective_dagster.scanning import DEFAULT_BATCH_SIZE
 from pixel_detective_dagster.searching import NOT_SEMANTIC, SearchResponse
+from pixel_detective_dagster.vector_index import SearchFilters
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -33,22 +34,91 @@ def _ingest(args: argparse.Namespace) -> int:
 def print_results(response: SearchResponse) -> None:
     if response.random_weights:
         print(NOT_SEMANTIC)
-    print(f"{len(response.results)} result(s) for {response.query!r} in {response.collection} ({response.model})")
+    print(f"{len(response.results)} result(s) for {response.query!r} in {response.collection} "
+          f"({response.mode}; {response.model})")  # fmt: skip
     for r in response.results:
-        print(f"{r.rank:3d}. {r.score:+.4f}  {r.path}\n       {r.caption}")
+        details = ", ".join(x for x in (r.taken_at, r.camera, f"{r.width}x{r.height}" if r.width else None,
+                                        f"cluster {r.cluster}" if r.cluster is not None else None) if x)  # fmt: skip
+        print(f"{r.rank:3d}. {r.score:+.4f}  {r.path}\n       {r.caption}" + (f"\n       {details}" if details else ""))
+
+
+def _filters(args: argparse.Namespace) -> SearchFilters:
+    return SearchFilters(
+        taken_from=args.taken_from, taken_to=args.taken_to, camera=args.camera, folder=args.folder, cluster=args.cluster,
+        min_width=args.min_width, max_width=args.max_width, min_height=args.min_height, max_height=args.max_height,
+        caption_contains=args.caption_contains,
+    )  # fmt: skip
 
 
 def _search(args: argparse.Namespace) -> int:
-    from pixel_detective_dagster.searching import search
+    from pixel_detective_dagster.searching import SearchRequest, near_duplicates, run_search
 
-    image = Path(args.image) if args.image else None
-    response = search(args.collection, text=args.text, image=image, limit=args.limit)
+    if args.duplicates:
+        pairs = near_duplicates(args.collection, args.threshold, args.limit)
+        if args.json:
+            print(json.dumps({"collection": args.collection, "threshold": args.threshold, "pairs": pairs}, indent=2))
+        else:
+            print(f"{len(pairs)} near-duplicate pair(s) in {args.collection} at similarity >= {args.threshold}")
+            for p in pairs:
+                print(f"  {p['score']:.4f}  {p['a']}\n          {p['b']}")
+        return 0
+    request = SearchRequest(
+        args.collection, text=args.text, image=Path(args.image) if args.image else None, like=args.like,
+        caption=args.caption, hybrid=args.hybrid, filters=_filters(args), limit=args.limit, offset=args.offset,
+    )  # fmt: skip
+    response = run_search(request)
     if args.json:
-        print(json.dumps({"collection": response.collection, "query": response.query, "model": response.model,
-                          "not_semantic": response.random_weights,
+        print(json.dumps({"collection": response.collection, "query": response.query, "mode": response.mode,
+                          "model": response.model, "not_semantic": response.random_weights, "offset": response.offset,
                           "results": [r.as_dict() for r in response.results]}, indent=2))  # fmt: skip
     else:
         print_results(response)
+    return 0
+
+
+def _collections(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.collection_admin import open_admin
+
+    with open_admin() as admin:
+        rows = admin.collections()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{len(rows)} collection(s)")
+    for row in rows:
+        print(f"  {row['collection']:<24} {row['points']:>7} points  {row['files']:>7} files  {row['failed']:>5} failed  "
+              f"{row['folder']}  [{', '.join(row['vectors']) or 'no vectors'}]")  # fmt: skip
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.collection_admin import open_admin
+
+    with open_admin() as admin:
+        n = admin.export(args.collection, Path(args.out))
+    print(f"wrote {n} point(s) of {args.collection} to {args.out}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print(f"this deletes collection {args.collection!r}: its index, artifacts and catalog entries "
+              "(your image files are not touched); add --yes to confirm", file=sys.stderr)  # fmt: skip
+        return 2
+    from pixel_detective_dagster.collection_admin import open_admin
+
+    with open_admin() as admin:
+        keys = admin.delete(args.collection)
+    print(f"deleted collection {args.collection} ({len(keys)} batch(es))")
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.collection_admin import open_admin
+
+    with open_admin() as admin:
+        report = admin.rebuild(args.collection)
+    print(f"rebuilt {args.collection} from {report['batches']} batch(es) of stored artifacts: {report['points']} point(s)")
     return 0
 
 
@@ -102,13 +172,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="files per ingest batch (partition)")
     p.set_defaults(func=_ingest)
 
-    p = commands.add_parser("search", help="search a collection by text or by an example image")
-    p.add_argument("text", nargs="?")
-    p.add_argument("--image", help="find images similar to this file")
+    p = commands.add_parser("search", help="search a collection: text, image, more-like-this, captions, hybrid, filters")
+    p.add_argument("text", nargs="?", help="text query, matched against images with CLIP")
     p.add_argument("--collection", required=True)
+    query = p.add_argument_group("other query kinds (instead of TEXT)")
+    query.add_argument("--image", help="find images similar to this file (in the collection or not)")
+    query.add_argument("--like", metavar="POINT", help="more like this point id or collection image path")
+    query.add_argument("--caption", metavar="WORDS", help="rank captions by full-text (BM25) relevance to WORDS")
+    query.add_argument("--hybrid", action="store_true", help="fuse CLIP and caption rankings of TEXT (RRF)")
+    query.add_argument("--duplicates", action="store_true", help="list near-duplicate pairs in the collection")
+    query.add_argument("--threshold", type=float, default=0.95, help="similarity for --duplicates (default 0.95)")
+    where = p.add_argument_group("filters (combine with any query, or use alone)")
+    where.add_argument("--taken-from", metavar="DATE", help="EXIF capture date/time from (ISO, inclusive)")
+    where.add_argument("--taken-to", metavar="DATE", help="EXIF capture date/time to (ISO, inclusive)")
+    where.add_argument("--camera", help="EXIF camera make or model (exact)")
+    where.add_argument("--folder", help="only images under this folder (relative to the collection root)")
+    where.add_argument("--cluster", type=int)
+    for name in ("min-width", "max-width", "min-height", "max-height"):
+        where.add_argument(f"--{name}", type=int, metavar="PX")
+    where.add_argument("--caption-contains", metavar="WORDS", help="captions containing every word")
     p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--offset", type=int, default=0, help="skip this many results (pagination)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_search)
+
+    p = commands.add_parser("collections", help="list collections with file and point counts")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_collections)
+
+    p = commands.add_parser("export", help="write a collection's points (path, hash, caption, map, cluster) to Parquet")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--out", required=True, help="output .parquet file")
+    p.set_defaults(func=_export)
+
+    p = commands.add_parser("delete", help="delete a collection's index, artifacts and catalog entries")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--yes", action="store_true", help="confirm")
+    p.set_defaults(func=_delete)
+
+    p = commands.add_parser("rebuild", help="rebuild a collection's index from stored artifacts (no model runs)")
+    p.add_argument("--collection", required=True)
+    p.set_defaults(func=_rebuild)
 
     p = commands.add_parser("status", help="counts of files seen, indexed and failed")
     p.add_argument("--collection", required=True)

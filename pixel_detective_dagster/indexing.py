@@ -9,8 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pixel_detective_dagster.artifacts import read_vectors
+from pixel_detective_dagster.batch_inputs import BatchContext
 from pixel_detective_dagster.catalog import Catalog
-from pixel_detective_dagster.vector_index import IndexPoint, VectorIndex, point_id
+from pixel_detective_dagster.vector_index import IndexPoint, VectorIndex, folders_of, point_id
 
 PAYLOAD_FIELDS = (
     "format", "width", "height", "frames", "size", "taken_at", "camera_make", "camera_model",
@@ -28,6 +30,28 @@ class BatchFeatures:
     vectors: np.ndarray
     captions: dict[str, str]
     models: dict[str, Any]
+
+    @property
+    def clip_model(self) -> str | None:
+        return self.models.get("clip_model")
+
+    @property
+    def dim(self) -> int | None:
+        return int(self.vectors.shape[1]) if self.vectors.ndim == 2 and self.vectors.shape[1] else None
+
+
+def load_batch_features(batch: BatchContext) -> BatchFeatures:
+    """Read what the manifest, thumbnail, CLIP and caption assets stored for one batch (no model runs)."""
+    hashes, vectors = read_vectors(batch.artifact("clip_embeddings"))
+    embeddings = batch.read("clip_embeddings", ["model", "random_weights"])  # vectors were read above
+    captions = batch.read("blip_captions")
+    models = {
+        "clip_model": embeddings["model"].iloc[0] if len(embeddings) else None,
+        "caption_model": captions["model"].iloc[0] if len(captions) else None,
+        "random_weights": bool(embeddings["random_weights"].any() or captions["random_weights"].any()),
+    }
+    return BatchFeatures(batch.read("manifest"), batch.read("thumbnails"), hashes, vectors,
+                         dict(zip(captions["hash"], captions["caption"])), models)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,11 +80,12 @@ def sync_batch(catalog: Catalog, index: VectorIndex, collection: str, key: str, 
     ready_hashes = {p.payload["hash"] for p in points}
     others = touched - ready_hashes
     gone = [point_id(collection, h) for h in others if not paths.get(h)]
-    moved = {point_id(collection, h): {"paths": paths[h], "path": paths[h][0]} for h in others if paths.get(h)}
-    index.upsert(points)
-    index.set_payload(moved)
-    index.delete(gone)
-    catalog.mark_indexed(collection, key)
+    moved = {point_id(collection, h): _path_fields(paths[h]) for h in others if paths.get(h)}
+    with index.session():
+        index.upsert(points)  # returns once the engine has applied every point
+        index.set_payload(moved)
+        index.delete(gone)
+    catalog.mark_indexed(collection, key)  # only after the index confirmed the batch
     return IndexSync(len(points), len(moved), len(gone))
 
 
@@ -68,8 +93,7 @@ def _payload(collection: str, key: str, content: str, paths: list[str], row: pd.
     payload: dict[str, Any] = {
         "collection": collection,
         "hash": content,
-        "path": paths[0],
-        "paths": paths,
+        **_path_fields(paths),
         "caption": features.captions[content],
         "thumbnail": thumbnail,
         "batch": key,
@@ -81,3 +105,8 @@ def _payload(collection: str, key: str, content: str, paths: list[str], row: pd.
             continue
         payload[name] = value.item() if hasattr(value, "item") else value
     return payload
+
+
+def _path_fields(paths: list[str]) -> dict[str, Any]:
+    """Where a content lives: first path, all paths, and every folder containing one (for folder filters)."""
+    return {"path": paths[0], "paths": paths, "folders": folders_of(paths)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from pixel_detective_dagster.layout import HOME_ENV
@@ -18,6 +19,9 @@ def resources_from_env() -> dict[str, Any]:
     return {
         "storage": StorageResource(**env_fields({"home": HOME_ENV})),
         **model_resources_from_env(),
-        "vector_index": VectorIndexResource(**env_fields({"url": "QDRANT_URL", "api_key": "QDRANT_API_KEY"})),
+        "vector_index": VectorIndexResource(
+            **env_fields({"url": "QDRANT_URL", "api_key": "QDRANT_API_KEY"}),
+            prefer_grpc=os.environ.get("QDRANT_PREFER_GRPC", "").lower() in ("1", "true", "yes"),
+        ),
         "projection": ProjectionResource(**env_fields({"engine": PROJECTION_ENGINE_ENV}), **refit_from_env()),
     }

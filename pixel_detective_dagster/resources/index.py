@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import ConfigurableResource
 
+from pixel_detective_dagster.index.points import IndexSettings
 from pixel_detective_dagster.layout import DataLayout, validate_collection
 from pixel_detective_dagster.vector_index import EdgeIndex, ServerIndex, VectorIndex
 
@@ -13,15 +14,26 @@ class IndexUnavailableError(ConnectionError):
 
 
 class VectorIndexResource(ConfigurableResource):
+    """Where the index lives and how collections are laid out (see ``IndexSettings``)."""
+
     url: str | None = None
     api_key: str | None = None
     prefer_grpc: bool = False
     collection_prefix: str = "pixel_detective_"
+    on_disk_above: int = IndexSettings.on_disk_above
+    quantization: bool = IndexSettings.quantization
+    upsert_batch: int = IndexSettings.upsert_batch
 
-    def for_collection(self, layout: DataLayout, collection: str, dim: int | None = None) -> VectorIndex:
+    @property
+    def settings(self) -> IndexSettings:
+        return IndexSettings(self.on_disk_above, self.quantization, self.upsert_batch)
+
+    def for_collection(self, layout: DataLayout, collection: str, dim: int | None = None, model: str | None = None,
+                       expected_points: int = 0) -> VectorIndex:  # fmt: skip
+        """The collection's index, writing / searching the vector slot of CLIP ``model`` (or its only slot)."""
         validate_collection(collection)
         if not self.url:
-            return EdgeIndex(layout.index_dir(collection), dim)
+            return EdgeIndex(layout.index_dir(collection), self.settings, model, dim, expected_points)
         from qdrant_client import QdrantClient
 
         client = QdrantClient(url=self.url, api_key=self.api_key, prefer_grpc=self.prefer_grpc)
@@ -29,7 +41,7 @@ class VectorIndexResource(ConfigurableResource):
             client.get_collections()
         except Exception as exc:  # connection refused, DNS, TLS, auth: all mean "no index to write to"
             raise IndexUnavailableError(f"Qdrant server at {self.url} is unreachable or refused us: {exc}") from None
-        return ServerIndex(client, f"{self.collection_prefix}{collection}", dim)
+        return ServerIndex(client, f"{self.collection_prefix}{collection}", self.settings, model, dim, expected_points)
 
     @property
     def backend(self) -> str:

@@ -1,0 +1,1 @@
+"""The Qdrant index: shared point / filter model (``points``), embedded backend (``edge``), server backend (``server``)."""

@@ -1,0 +1,120 @@
+"""Behaviour both backends share; each backend only translates ``QuerySpec`` and a few primitives."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from pixel_detective_dagster.index.points import (
+    Hit, IndexPoint, IndexSettings, SearchFilters, duplicate_pairs, vector_name,
+)  # fmt: skip
+
+RRF_K = 60  # the usual reciprocal-rank-fusion constant: rank r contributes 1 / (k + r)
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """One query in backend-neutral form: dense vector, caption text, both (fused with RRF), or neither (browse)."""
+
+    limit: int
+    offset: int = 0
+    dense: np.ndarray | None = None
+    text: str | None = None
+    filters: SearchFilters | None = None
+    exclude: Sequence[str] = ()
+    score_threshold: float | None = None
+    with_payload: bool = True
+
+    @property
+    def candidates(self) -> int:
+        """How many candidates each source of a fused query contributes."""
+        return max(4 * (self.offset + self.limit), 100)
+
+
+class QdrantIndex(ABC):
+    """Query kinds, batching and near-duplicate listing on top of a backend's ``_run`` / ``_upsert_chunk``."""
+
+    settings: IndexSettings
+    model: str | None
+
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """The collection as the backend names it (for messages)."""
+
+    @abstractmethod
+    def vector_names(self) -> list[str]:
+        """Dense vector slots (one per CLIP model that wrote to this collection)."""
+
+    @property
+    def vector(self) -> str | None:
+        """This index's dense slot: the configured model's, else the collection's only one."""
+        if self.model:
+            return vector_name(self.model)
+        names = self.vector_names()
+        if len(names) > 1:
+            raise ValueError(f"{self.label} holds vectors of several CLIP models ({names}); name the model")
+        return names[0] if names else None
+
+    @abstractmethod
+    def _run(self, specs: list[QuerySpec]) -> list[list[Hit]]:
+        """Run queries (as one batch where the engine can) and return each one's hits."""
+
+    @abstractmethod
+    def _upsert_chunk(self, points: Sequence[IndexPoint]) -> None:
+        """Write one chunk of points, returning once the engine has applied it."""
+
+    @abstractmethod
+    def all_points(self, with_vectors: bool = True) -> list[IndexPoint]:
+        """Every point with payload (and this index's dense vector if asked)."""
+
+    @abstractmethod
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[IndexPoint]:
+        """The points with these ids that exist."""
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Keep the index open across several operations (a no-op where opening is free)."""
+        yield
+
+    def upsert(self, points: Sequence[IndexPoint]) -> None:
+        """Write points in ``settings.upsert_batch`` chunks; returns only once the engine has applied them all."""
+        if not points:
+            return
+        with self.session():
+            for start in range(0, len(points), self.settings.upsert_batch):
+                self._upsert_chunk(points[start : start + self.settings.upsert_batch])
+
+    def search(self, vector: np.ndarray, limit: int, offset: int = 0, filters: SearchFilters | None = None,
+               exclude_ids: Sequence[str] = ()) -> list[Hit]:  # fmt: skip
+        """Nearest CLIP vectors (cosine) of this index's model."""
+        return self._run([QuerySpec(limit, offset, dense=vector, filters=filters, exclude=exclude_ids)])[0]
+
+    def search_captions(self, text: str, limit: int, offset: int = 0, filters: SearchFilters | None = None) -> list[Hit]:
+        """Captions ranked by BM25 (IDF from this collection) against ``text``."""
+        return self._run([QuerySpec(limit, offset, text=text, filters=filters)])[0]
+
+    def hybrid(self, vector: np.ndarray, text: str, limit: int, offset: int = 0,
+               filters: SearchFilters | None = None) -> list[Hit]:  # fmt: skip
+        """Reciprocal rank fusion of the CLIP ranking and the caption BM25 ranking."""
+        return self._run([QuerySpec(limit, offset, dense=vector, text=text, filters=filters)])[0]
+
+    def browse(self, limit: int, offset: int = 0, filters: SearchFilters | None = None) -> list[Hit]:
+        """Points matching ``filters`` without ranking (e.g. only a caption keyword or a date range)."""
+        return self._run([QuerySpec(limit, offset, filters=filters)])[0]
+
+    def near_duplicates(self, threshold: float, neighbours: int = 8, chunk: int = 256) -> list[tuple[str, str, float]]:
+        """Pairs of points whose CLIP cosine similarity is at least ``threshold``, best first."""
+        with self.session():
+            points = [p for p in self.all_points(with_vectors=True) if p.vector is not None]
+            ids = [p.id for p in points]
+            hits: list[list[Hit]] = []
+            for start in range(0, len(points), chunk):
+                specs = [QuerySpec(neighbours + 1, dense=p.vector, score_threshold=threshold, with_payload=False)
+                         for p in points[start : start + chunk]]  # fmt: skip
+                hits += self._run(specs)
+        return duplicate_pairs(ids, hits)

@@ -1,0 +1,243 @@
+"""Embedded backend: one persistent qdrant-edge shard per collection under the data directory.
+
+A shard is opened exclusively (its WAL is locked), so each operation takes a per-collection
+``fcntl`` lock and opens the shard; ``session()`` keeps it open across several operations.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import threading
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pixel_detective_dagster.index.base import RRF_K, QdrantIndex, QuerySpec
+from pixel_detective_dagster.index.points import (
+    CAPTION_VECTOR, PAYLOAD_INDEXES, FilterDialect, Hit, IndexPoint, IndexSettings, build_filter, caption_document,
+    caption_query, record_point, scored_hits,
+)  # fmt: skip
+
+_OPEN_SHARDS: dict[str, Any] = {}  # shards this process holds open, by directory
+_THREAD_LOCKS: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
+
+
+def _dialect() -> FilterDialect:
+    import qdrant_edge as qe
+
+    return FilterDialect(
+        filter=qe.Filter, field=qe.FieldCondition, value=qe.MatchValue, text=qe.MatchText,
+        number_range=qe.RangeFloat, date_range=qe.RangeDateTime, has_ids=lambda ids: qe.HasIdCondition(set(ids)),
+    )  # fmt: skip
+
+
+def _payload_schema(kind: str) -> Any:
+    import qdrant_edge as qe
+
+    if kind == "text":
+        return qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True)
+    return {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer,
+            "datetime": qe.PayloadSchemaType.Datetime}[kind]  # fmt: skip
+
+
+class EdgeIndex(QdrantIndex):
+    """A collection's qdrant-edge shard; dense vectors live in the slot named after the CLIP model."""
+
+    def __init__(self, directory: Path, settings: IndexSettings | None = None, model: str | None = None,
+                 dim: int | None = None, expected_points: int = 0):  # fmt: skip
+        self.directory = directory
+        self.settings = settings or IndexSettings()
+        self.model = model
+        self.dim = dim
+        self.expected_points = expected_points
+
+    backend = "qdrant-edge"
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return (self.directory / "edge_config.json").exists()
+
+    def vector_names(self) -> list[str]:
+        """Dense vector slots (one per CLIP model that wrote to this collection)."""
+        if not self.exists():
+            return []
+        return sorted(json.loads((self.directory / "edge_config.json").read_text()).get("vectors", {}))
+
+    @property
+    def label(self) -> str:
+        return self.directory.name
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        with self._shard():
+            yield
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The collection's cross-process lock (a shard can only be open in one place at a time)."""
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        with (self.directory.parent / f".{self.directory.name}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _shard(self, create: bool = False) -> Iterator[Any]:
+        """The open shard (``None`` if there is none and ``create`` is false), locked while in use.
+
+        Within one process the open shard is shared (nested use reuses it), so sessions never deadlock.
+        """
+        key = str(self.directory.resolve())
+        with _THREAD_LOCKS[key]:
+            if key in _OPEN_SHARDS:
+                yield _OPEN_SHARDS[key]
+                return
+            if not (create or self.exists()):
+                yield None
+                return
+            import qdrant_edge as qe
+
+            with self._locked():
+                shard = qe.EdgeShard.load(str(self.directory)) if self.exists() else self._create(qe)
+                _OPEN_SHARDS[key] = shard
+                try:
+                    yield shard
+                finally:
+                    del _OPEN_SHARDS[key]
+                    shard.flush()
+                    shard.close()
+
+    def _vector_params(self, qe: Any) -> Any:
+        if not (self.dim and self.model):
+            raise ValueError("the CLIP model and vector size are needed to create a new index")
+        quantization = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True) if self.settings.quantization else None
+        on_disk = self.expected_points > self.settings.on_disk_above
+        return qe.EdgeVectorParams(self.dim, qe.Distance.Cosine, on_disk=on_disk or None, quantization_config=quantization)
+
+    def _create(self, qe: Any) -> Any:
+        s = self.settings
+        config = qe.EdgeConfig(
+            vectors={self.vector: self._vector_params(qe)},
+            sparse_vectors={CAPTION_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            on_disk_payload=self.expected_points > s.on_disk_above,
+            hnsw_config=qe.HnswIndexConfig(s.hnsw_m, s.hnsw_ef_construct, full_scan_threshold=10_000),
+        )
+        shard = qe.EdgeShard.create(str(self.directory), config)
+        for name, kind in PAYLOAD_INDEXES.items():
+            shard.update(qe.UpdateOperation.create_field_index(name, _payload_schema(kind)))
+        return shard
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[IndexPoint]) -> None:
+        if points:
+            with self._shard(create=True):
+                super().upsert(points)
+
+    def _upsert_chunk(self, points: Sequence[IndexPoint]) -> None:
+        import qdrant_edge as qe
+
+        with self._shard(create=True) as shard:
+            name = self.vector
+            if name not in self.vector_names():
+                shard.update(qe.UpdateOperation.create_dense_vector(name, self.dim, qe.Distance.Cosine))
+            shard.update(qe.UpdateOperation.upsert_points([
+                qe.Point(p.id, {name: np.asarray(p.vector, np.float32).tolist(),
+                                CAPTION_VECTOR: caption_document(p.payload.get("caption", ""))}, p.payload)
+                for p in points
+            ]))  # fmt: skip
+
+    def delete(self, ids: Sequence[str]) -> None:
+        import qdrant_edge as qe
+
+        with self._shard() as shard:
+            if shard is not None and ids:
+                shard.update(qe.UpdateOperation.delete_points(list(ids)))
+
+    def set_payload(self, updates: dict[str, dict[str, Any]]) -> None:
+        import qdrant_edge as qe
+
+        with self._shard() as shard:
+            for pid, payload in updates.items() if shard is not None else ():
+                shard.update(qe.UpdateOperation.set_payload([pid], payload))
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """A bulk load: no optimization while writing, then one optimizer pass (builds HNSW) at the end."""
+        yield
+        with self._shard() as shard:
+            if shard is not None:
+                shard.optimize()
+
+    def drop(self) -> None:
+        key = str(self.directory.resolve())
+        with _THREAD_LOCKS[key]:
+            if key in _OPEN_SHARDS:
+                raise RuntimeError(f"{self.directory.name}: close the index session before dropping it")
+            with self._locked():
+                shutil.rmtree(self.directory, ignore_errors=True)
+        (self.directory.parent / f".{self.directory.name}.lock").unlink(missing_ok=True)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _request(self, qe: Any, spec: QuerySpec) -> Any:
+        where = build_filter(_dialect(), spec.filters, spec.exclude)
+        dense = qe.Query.Nearest(np.asarray(spec.dense, np.float32).tolist(), using=self.vector) if spec.dense is not None else None
+        sparse = qe.Query.Nearest(caption_query(spec.text), using=CAPTION_VECTOR) if spec.text else None
+        common = dict(limit=spec.limit, offset=spec.offset, with_payload=spec.with_payload, filter=where,
+                      score_threshold=spec.score_threshold)  # fmt: skip
+        if dense is not None and sparse is not None:
+            prefetches = [qe.Prefetch(spec.candidates, query=q, filter=where) for q in (dense, sparse)]
+            return qe.QueryRequest(query=qe.Fusion.Rrf(k=RRF_K), prefetches=prefetches, **common)
+        return qe.QueryRequest(query=dense or sparse, **common)
+
+    def _run(self, specs: list[QuerySpec]) -> list[list[Hit]]:
+        import qdrant_edge as qe
+
+        with self._shard() as shard:
+            if shard is None:
+                return [[] for _ in specs]
+            requests = [self._request(qe, s) for s in specs]
+            if len(requests) == 1:
+                return [scored_hits(shard.query(requests[0]))]
+            return [scored_hits(r) for r in shard.query_batch(qe.QueryBatchRequest(requests))]
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[IndexPoint]:
+        with self._shard() as shard:
+            if shard is None or not ids:
+                return []
+            vector = self.vector if with_vectors else None
+            records = shard.retrieve(list(ids), with_payload=True, with_vector=[vector] if vector else False)
+            return [record_point(r, vector) for r in records]
+
+    def all_points(self, with_vectors: bool = True) -> list[IndexPoint]:
+        import qdrant_edge as qe
+
+        points: list[IndexPoint] = []
+        with self._shard() as shard:
+            vector = self.vector if with_vectors and shard is not None else None
+            offset = None
+            while shard is not None:
+                records, offset = shard.scroll(qe.ScrollRequest(
+                    offset=offset, limit=1024, with_payload=True, with_vector=[vector] if vector else False))  # fmt: skip
+                points += [record_point(r, vector) for r in records]
+                if offset is None:
+                    break
+        return points
+
+    def count(self, filters: Any = None) -> int:
+        import qdrant_edge as qe
+
+        with self._shard() as shard:
+            if shard is None:
+                return 0
+            return int(shard.count(qe.CountRequest(filter=build_filter(_dialect(), filters), exact=True)))

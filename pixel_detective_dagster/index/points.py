@@ -1,0 +1,180 @@
+"""What both index backends share: point ids, vector names, settings, payload indexes and search filters."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from functools import cache
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+
+CAPTION_VECTOR = "caption_bm25"  # sparse BM25 vector of the caption, ranked with IDF by the engine
+_POINT_NAMESPACE = uuid.UUID("6f1d8a4e-2b7c-5e3f-9a10-7c4b2d9e8f01")
+_PRECISION_SUFFIX = re.compile(r":(fp32|fp16|bf16|amp)$")
+
+# payload field -> index kind; these are the fields people filter by
+PAYLOAD_INDEXES = {
+    "taken_at": "datetime", "camera_make": "keyword", "camera_model": "keyword", "folders": "keyword",
+    "cluster": "integer", "width": "integer", "height": "integer", "caption": "text", "hash": "keyword",
+}  # fmt: skip
+
+
+def point_id(collection: str, content_hash: str) -> str:
+    """Deterministic UUIDv5 of (collection, content hash): re-runs overwrite, never duplicate."""
+    return str(uuid.uuid5(_POINT_NAMESPACE, f"{collection}/{content_hash}"))
+
+
+def vector_name(model_identity: str) -> str:
+    """Named-vector slot of one CLIP model: readable, safe, and the same for every precision of the model.
+
+    Vectors of different models never share a slot, so a query only ever meets vectors of its own model.
+    """
+    identity = _PRECISION_SUFFIX.sub("", model_identity)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", identity)[:48].strip("_")
+    return f"clip-{slug}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
+
+
+def folders_of(paths: Iterable[str]) -> list[str]:
+    """Every ancestor folder of every path ("a/b/c.jpg" -> "a", "a/b"): what a folder-prefix filter matches."""
+    found: set[str] = set()
+    for path in paths:
+        parents = PurePosixPath(path).parents
+        found.update(str(p) for p in parents if str(p) != ".")
+    return sorted(found)
+
+
+@cache
+def _bm25() -> Any:
+    import qdrant_edge as qe
+
+    return qe.Bm25()
+
+
+def caption_document(caption: str) -> Any:
+    """The caption as a BM25 sparse document vector (term-frequency weights; the engine applies IDF)."""
+    return _bm25().embed_document(caption or "")
+
+
+def caption_query(text: str) -> Any:
+    return _bm25().embed_query(text)
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Collection parameters, fixed when a collection is created (except HNSW, toggled around bulk loads)."""
+
+    on_disk_above: int = 200_000  # expected points above which vectors and payload live on disk (mmap)
+    quantization: bool = False  # int8 scalar quantization of the CLIP vectors (kept in RAM, rescored)
+    upsert_batch: int = 256  # points per update request (see benchmarks/index.py)
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+
+
+@dataclass
+class IndexPoint:
+    id: str
+    vector: np.ndarray | None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+def record_point(record: Any, vector: str | None) -> IndexPoint:
+    """A scrolled / retrieved record of either backend as an ``IndexPoint`` (dense vector ``vector`` if asked)."""
+    values = (record.vector or {}).get(vector) if vector else None
+    return IndexPoint(str(record.id), None if values is None else np.asarray(values, np.float32), dict(record.payload or {}))
+
+
+def scored_hits(points: Iterable[Any]) -> list[Hit]:
+    return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Filters every query kind accepts; ``None`` means no constraint."""
+
+    taken_from: str | None = None  # ISO date or datetime, inclusive (EXIF capture time)
+    taken_to: str | None = None  # ISO date (whole day included) or datetime, inclusive
+    camera: str | None = None  # exact EXIF camera make or model
+    folder: str | None = None  # folder prefix, relative to the collection root
+    cluster: int | None = None
+    min_width: int | None = None
+    max_width: int | None = None
+    min_height: int | None = None
+    max_height: int | None = None
+    caption_contains: str | None = None  # every word must appear in the caption (full-text match)
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in vars(self).values())
+
+
+@dataclass(frozen=True)
+class FilterDialect:
+    """How one client library spells filters; ``build_filter`` writes the same filter in either."""
+
+    filter: Callable[..., Any]  # (must, should, must_not)
+    field: Callable[..., Any]  # (key, match=None, range=None)
+    value: Callable[[Any], Any]
+    text: Callable[[str], Any]
+    number_range: Callable[..., Any]  # (gte, lte)
+    date_range: Callable[..., Any]  # (gte, lte)
+    has_ids: Callable[[list[str]], Any]
+
+
+def _day_bound(text: str, end: bool) -> str:
+    """An ISO date or datetime as a naive ISO datetime; a bare date ``end`` bound covers the whole day."""
+    try:
+        return datetime.combine(date.fromisoformat(text), time(23, 59, 59) if end else time.min).isoformat()
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).replace(tzinfo=None).isoformat()
+    except ValueError as exc:
+        raise ValueError(f"not an ISO date or datetime: {text!r}") from exc
+
+
+def build_filter(d: FilterDialect, filters: SearchFilters | None, exclude_ids: Sequence[str] = ()) -> Any | None:
+    f = filters or SearchFilters()
+    must: list[Any] = []
+    if f.taken_from or f.taken_to:
+        start = _day_bound(f.taken_from, end=False) if f.taken_from else None
+        stop = _day_bound(f.taken_to, end=True) if f.taken_to else None
+        must.append(d.field("taken_at", range=d.date_range(gte=start, lte=stop)))
+    if f.camera:
+        must.append(d.filter(should=[d.field(k, match=d.value(f.camera)) for k in ("camera_make", "camera_model")]))
+    folder = (f.folder or "").strip("/")
+    if folder:
+        must.append(d.field("folders", match=d.value(folder)))
+    if f.cluster is not None:
+        must.append(d.field("cluster", match=d.value(int(f.cluster))))
+    for key, low, high in (("width", f.min_width, f.max_width), ("height", f.min_height, f.max_height)):
+        if low is not None or high is not None:
+            must.append(d.field(key, range=d.number_range(gte=low, lte=high)))
+    if f.caption_contains:
+        must.append(d.field("caption", match=d.text(f.caption_contains)))
+    must_not = [d.has_ids(list(exclude_ids))] if exclude_ids else []
+    if not must and not must_not:
+        return None
+    return d.filter(must=must or None, must_not=must_not or None)
+
+
+def duplicate_pairs(ids: Sequence[str], neighbours: Iterable[list[Hit]]) -> list[tuple[str, str, float]]:
+    """Unordered (id, id, score) pairs from each point's neighbour list, best first, each pair once."""
+    pairs: dict[tuple[str, str], float] = {}
+    for source, hits in zip(ids, neighbours):
+        for hit in hits:
+            if hit.id != source:
+                a, b = sorted((source, hit.id))
+                pairs[(a, b)] = max(pairs.get((a, b), -1.0), hit.score)
+    return sorted(((a, b, s) for (a, b), s in pairs.items()), key=lambda p: (-p[2], p[0], p[1]))

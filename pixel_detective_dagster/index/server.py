@@ -1,0 +1,193 @@
+"""Server backend: a collection on a Qdrant server through qdrant-client (or qdrant-client's local mode)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from pixel_detective_dagster.index.base import RRF_K, QdrantIndex, QuerySpec
+from pixel_detective_dagster.index.points import (
+    CAPTION_VECTOR, PAYLOAD_INDEXES, FilterDialect, Hit, IndexPoint, IndexSettings, build_filter, caption_document,
+    caption_query, record_point, scored_hits,
+)  # fmt: skip
+
+
+def _dialect() -> FilterDialect:
+    from qdrant_client import models as m
+
+    return FilterDialect(
+        filter=m.Filter, field=lambda key, **kw: m.FieldCondition(key=key, **kw), value=lambda v: m.MatchValue(value=v),
+        text=lambda t: m.MatchText(text=t), number_range=m.Range, date_range=m.DatetimeRange,
+        has_ids=lambda ids: m.HasIdCondition(has_id=ids),
+    )  # fmt: skip
+
+
+def _sparse(vector: Any) -> Any:
+    from qdrant_client import models as m
+
+    return m.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
+class ServerIndex(QdrantIndex):
+    """One Qdrant collection; dense vectors live in the slot named after the CLIP model."""
+
+    backend = "qdrant-server"
+
+    def __init__(self, client: Any, name: str, settings: IndexSettings | None = None, model: str | None = None,
+                 dim: int | None = None, expected_points: int = 0):  # fmt: skip
+        self.client = client
+        self.name = name
+        self.settings = settings or IndexSettings()
+        self.model = model
+        self.dim = dim
+        self.expected_points = expected_points
+        self._bulk = False
+
+    def exists(self) -> bool:
+        return bool(self.client.collection_exists(self.name))
+
+    def vector_names(self) -> list[str]:
+        if not self.exists():
+            return []
+        return sorted(self.client.get_collection(self.name).config.params.vectors or {})
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def _dense_config(self) -> Any:
+        from qdrant_client import models as m
+
+        if not (self.dim and self.model):
+            raise ValueError("the CLIP model and vector size are needed to create a new index")
+        quantization = (
+            m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=0.99, always_ram=True))
+            if self.settings.quantization else None
+        )  # fmt: skip
+        on_disk = self.expected_points > self.settings.on_disk_above
+        return m.VectorParams(size=self.dim, distance=m.Distance.COSINE, on_disk=on_disk or None, quantization_config=quantization)
+
+    def _ensure(self) -> None:
+        from qdrant_client import models as m
+
+        if self.exists():
+            if self.vector not in self.vector_names():
+                self._dense_config()  # checks the model and size are known
+                slot = m.DenseVectorConfig(size=self.dim, distance=m.Distance.COSINE)  # storage options are per collection
+                self.client.create_vector_name(self.name, self.vector, m.DenseVectorNameConfig(dense=slot))
+            return
+        s = self.settings
+        self.client.create_collection(
+            self.name,
+            vectors_config={self.vector: self._dense_config()},
+            sparse_vectors_config={CAPTION_VECTOR: m.SparseVectorParams(modifier=m.Modifier.IDF)},
+            on_disk_payload=self.expected_points > s.on_disk_above,
+            hnsw_config=m.HnswConfigDiff(m=0 if self._bulk else s.hnsw_m, ef_construct=s.hnsw_ef_construct),
+        )
+        kinds = {"keyword": m.PayloadSchemaType.KEYWORD, "integer": m.PayloadSchemaType.INTEGER,
+                 "datetime": m.PayloadSchemaType.DATETIME,
+                 "text": m.TextIndexParams(type=m.TextIndexType.TEXT, tokenizer=m.TokenizerType.WORD, lowercase=True)}  # fmt: skip
+        for name, kind in PAYLOAD_INDEXES.items():
+            self.client.create_payload_index(self.name, name, field_schema=kinds[kind], wait=True)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[IndexPoint]) -> None:
+        if points:
+            self._ensure()
+            super().upsert(points)
+
+    def _upsert_chunk(self, points: Sequence[IndexPoint]) -> None:
+        from qdrant_client import models as m
+
+        structs = [
+            m.PointStruct(id=p.id, payload=p.payload, vector={
+                self.vector: np.asarray(p.vector, np.float32).tolist(),
+                CAPTION_VECTOR: _sparse(caption_document(p.payload.get("caption", ""))),
+            })
+            for p in points
+        ]  # fmt: skip
+        self.client.upsert(self.name, structs, wait=True)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        from qdrant_client import models as m
+
+        if ids and self.exists():
+            self.client.delete(self.name, points_selector=m.PointIdsList(points=list(ids)), wait=True)
+
+    def set_payload(self, updates: dict[str, dict[str, Any]]) -> None:
+        if not self.exists():
+            return
+        for pid, payload in updates.items():
+            self.client.set_payload(self.name, payload=payload, points=[pid], wait=True)
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """A bulk load: HNSW building switched off (m=0) while writing, restored afterwards."""
+        from qdrant_client import models as m
+
+        self._bulk = True
+        if self.exists():
+            self.client.update_collection(self.name, hnsw_config=m.HnswConfigDiff(m=0))
+        try:
+            yield
+        finally:
+            self._bulk = False
+            if self.exists():
+                self.client.update_collection(self.name, hnsw_config=m.HnswConfigDiff(m=self.settings.hnsw_m))
+
+    def drop(self) -> None:
+        if self.exists():
+            self.client.delete_collection(self.name)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _request(self, spec: QuerySpec) -> Any:
+        from qdrant_client import models as m
+
+        where = build_filter(_dialect(), spec.filters, spec.exclude)
+        sources = []
+        if spec.dense is not None:
+            sources.append((np.asarray(spec.dense, np.float32).tolist(), self.vector))
+        if spec.text:
+            sources.append((_sparse(caption_query(spec.text)), CAPTION_VECTOR))
+        common = dict(limit=spec.limit, offset=spec.offset, with_payload=spec.with_payload, filter=where,
+                      score_threshold=spec.score_threshold)  # fmt: skip
+        if len(sources) == 2:
+            prefetch = [m.Prefetch(query=q, using=using, limit=spec.candidates, filter=where) for q, using in sources]
+            return m.QueryRequest(query=m.RrfQuery(rrf=m.Rrf(k=RRF_K)), prefetch=prefetch, **common)
+        query, using = sources[0] if sources else (None, None)
+        return m.QueryRequest(query=query, using=using, **common)
+
+    def _run(self, specs: list[QuerySpec]) -> list[list[Hit]]:
+        if not self.exists():
+            return [[] for _ in specs]
+        responses = self.client.query_batch_points(self.name, requests=[self._request(s) for s in specs])
+        return [scored_hits(r.points) for r in responses]
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[IndexPoint]:
+        if not ids or not self.exists():
+            return []
+        vector = self.vector if with_vectors else None
+        records = self.client.retrieve(self.name, list(ids), with_payload=True, with_vectors=[vector] if vector else False)
+        return [record_point(r, vector) for r in records]
+
+    def all_points(self, with_vectors: bool = True) -> list[IndexPoint]:
+        points: list[IndexPoint] = []
+        vector = self.vector if with_vectors and self.exists() else None
+        offset = None
+        while self.exists():
+            records, offset = self.client.scroll(self.name, limit=1024, offset=offset, with_payload=True,
+                                                 with_vectors=[vector] if vector else False)  # fmt: skip
+            points += [record_point(r, vector) for r in records]
+            if offset is None:
+                break
+        return points
+
+    def count(self, filters: Any = None) -> int:
+        if not self.exists():
+            return 0
+        return int(self.client.count(self.name, count_filter=build_filter(_dialect(), filters), exact=True).count)

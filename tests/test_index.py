@@ -1,0 +1,177 @@
+"""The index API on both backends (qdrant-edge and qdrant-client local mode) with hand-built points."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from pixel_detective_dagster.vector_index import (
+    EdgeIndex, IndexPoint, IndexSettings, SearchFilters, ServerIndex, VectorIndex, folders_of, point_id, vector_name,
+)  # fmt: skip
+
+MODEL = "open_clip:test-arch:abc123:fp32"
+DIM = 8
+
+
+def unit(v: list[float] | np.ndarray) -> np.ndarray:
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def axis(i: int, tilt: float = 0.0, towards: int | None = None) -> np.ndarray:
+    """Unit vector along axis ``i``, tilted by ``tilt`` towards axis ``towards`` (default: the next one)."""
+    v = np.zeros(DIM, np.float32)
+    v[(i + 1) % DIM if towards is None else towards] = tilt
+    v[i] = 1.0
+    return unit(v)
+
+
+def point(name: str, vector: np.ndarray, caption: str, **payload: object) -> IndexPoint:
+    path = str(payload.pop("path", f"{name}.jpg"))
+    return IndexPoint(point_id("t", name), vector, {"hash": name, "caption": caption, "path": path, "paths": [path],
+                                                    "folders": folders_of([path]), **payload})  # fmt: skip
+
+
+Factory = Callable[..., VectorIndex]
+
+
+@pytest.fixture(params=["edge", "server"])
+def make_index(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
+    client = QdrantClient(":memory:")
+
+    def make(model: str | None = MODEL, settings: IndexSettings | None = None, expected: int = 0) -> VectorIndex:
+        if request.param == "edge":
+            return EdgeIndex(tmp_path / "t", settings, model, DIM, expected)
+        return ServerIndex(client, "t", settings, model, DIM, expected)
+
+    return make
+
+
+LIBRARY = [
+    point("beach", axis(0), "a dog running on the beach", taken_at="2024-01-10T12:00:00", camera_make="Canon",
+          camera_model="EOS R5", width=4000, height=3000, cluster=0, path="2024/summer/beach.jpg"),
+    point("sofa", axis(0, 0.3), "a cat asleep on a sofa", taken_at="2024-02-11T09:30:00", camera_make="Canon",
+          camera_model="EOS R5", width=1200, height=900, cluster=0, path="2024/home/sofa.jpg"),
+    point("car", axis(2), "a red car parked in the city", taken_at="2023-07-01T18:00:00", camera_make="Apple",
+          camera_model="iPhone 12", width=640, height=480, cluster=1, path="2023/city/car.jpg"),
+    point("moon", axis(3), "the full moon at night", width=800, height=800, cluster=1, path="misc/moon.jpg"),
+]  # fmt: skip
+
+
+def names(hits: list) -> list[str]:
+    return [h.payload["hash"] for h in hits]
+
+
+def test_query_kinds_filters_and_pagination(make_index: Factory) -> None:
+    index = make_index()
+    with index.bulk():
+        index.upsert(LIBRARY)
+    with index.session():  # one open shard for the many queries below (each call alone opens it itself)
+        check_queries(index)
+    index.drop()
+    assert not index.exists() and index.count() == 0 and index.search(axis(0), 3) == []
+
+
+def check_queries(index: VectorIndex) -> None:
+    assert index.count() == 4 and index.vector_names() == [vector_name(MODEL)]
+
+    assert names(index.search(axis(0), 2)) == ["beach", "sofa"]
+    assert index.search(axis(0), 1)[0].score == pytest.approx(1.0, abs=1e-5)
+    assert names(index.search(axis(0), 2, offset=1)) == names(index.search(axis(0), 3))[1:]  # pagination
+    assert names(index.search(axis(0), 1, exclude_ids=[LIBRARY[0].id])) == ["sofa"]  # more like "beach"
+    assert names(index.search_captions("dog beach", 5)) == ["beach"]
+    assert names(index.search_captions("cat", 5)) == ["sofa"]
+
+    def only(filters: SearchFilters) -> set[str]:
+        found = set(names(index.search(axis(0), 10, filters=filters)))
+        assert index.count(filters) == len(found)
+        assert set(names(index.browse(10, filters=filters))) == found
+        return found
+
+    assert only(SearchFilters(taken_from="2024-01-01", taken_to="2024-01-31")) == {"beach"}
+    assert only(SearchFilters(taken_to="2024-02-11")) == {"beach", "sofa", "car"}  # a bare end date covers its day
+    assert only(SearchFilters(taken_from="2024-02-11T10:00:00")) == set()
+    assert only(SearchFilters(camera="Canon")) == {"beach", "sofa"}
+    assert only(SearchFilters(camera="iPhone 12")) == {"car"}
+    assert only(SearchFilters(folder="2024")) == {"beach", "sofa"}
+    assert only(SearchFilters(folder="/2024/home/")) == {"sofa"}
+    assert only(SearchFilters(cluster=1)) == {"car", "moon"}
+    assert only(SearchFilters(min_width=800, max_width=1200)) == {"sofa", "moon"}
+    assert only(SearchFilters(min_height=900)) == {"beach", "sofa"}
+    assert only(SearchFilters(caption_contains="red car")) == {"car"}
+    assert only(SearchFilters(camera="Canon", max_width=2000)) == {"sofa"}
+    with pytest.raises(ValueError, match="ISO date"):
+        index.count(SearchFilters(taken_from="last tuesday"))
+
+    index.set_payload({LIBRARY[3].id: {"cluster": 0}})
+    assert only(SearchFilters(cluster=0)) == {"beach", "sofa", "moon"}
+    index.delete([LIBRARY[2].id])
+    assert index.count() == 3 and index.retrieve([LIBRARY[2].id]) == []
+    stored = index.retrieve([LIBRARY[0].id], with_vectors=True)[0]
+    assert np.allclose(stored.vector, axis(0)) and stored.payload["caption"] == LIBRARY[0].payload["caption"]
+
+
+def test_hybrid_beats_either_ranking_alone(make_index: Factory) -> None:
+    """The target is 3rd by CLIP and 2nd by caption, so neither finds it first; fusing both ranks it first."""
+    query_vector, query_text = axis(0), "red bicycle"
+    library = [
+        point("target", axis(0, 0.5), "a red bicycle leaning on a wall"),
+        point("lookalike1", axis(0, 0.1), "a bowl of tomato soup"),  # closest by CLIP, unrelated caption
+        point("lookalike2", axis(0, 0.2), "a plate of pasta"),
+        point("wordy", -axis(0), "red bicycle, red bicycle and a red bicycle bell"),  # best caption, far by CLIP
+        *[point(f"filler{i}", axis(1 + i % 6, 0.3), f"a photo of thing number {i}") for i in range(12)],
+    ]
+    index = make_index()
+    with index.session():
+        index.upsert(library)
+        clip_only = names(index.search(query_vector, 20))
+        captions_only = names(index.search_captions(query_text, 20))
+        fused = names(index.hybrid(query_vector, query_text, 20))
+        assert clip_only.index("target") == 2 and captions_only.index("target") == 1
+        assert fused[0] == "target" and set(fused) == {p.payload["hash"] for p in library}
+        soup = SearchFilters(caption_contains="soup")
+        assert names(index.hybrid(query_vector, query_text, 2, filters=soup)) == ["lookalike1"]
+
+
+def test_near_duplicate_pairs(make_index: Factory) -> None:
+    index = make_index()
+    index.upsert([point("a", axis(1), "x"), point("a2", axis(1, 0.02, towards=4), "x"), point("b", axis(2), "y"),
+                  point("c", axis(2, 0.5, towards=3), "z")])  # fmt: skip
+    pairs = index.near_duplicates(0.99)
+    assert [(sorted((a, b)), round(s, 3)) for a, b, s in pairs] == [(sorted((point_id("t", "a"), point_id("t", "a2"))), 1.0)]
+    assert len(index.near_duplicates(0.8)) == 2
+
+
+def test_each_clip_model_has_its_own_vector_slot(make_index: Factory) -> None:
+    first = make_index()
+    first.upsert([point("old", axis(0), "old model")])
+    second = make_index(model="open_clip:other-arch:def456:fp16")
+    second.upsert([point("new", axis(1), "new model")])
+    assert sorted(second.vector_names()) == sorted([vector_name(MODEL), vector_name("open_clip:other-arch:def456:fp32")])
+    assert names(first.search(axis(1), 5)) == ["old"]  # the other model's vectors never answer
+    assert names(second.search(axis(0), 5)) == ["new"]
+    with pytest.raises(ValueError, match="several CLIP models"):
+        make_index(model=None).search(axis(0), 1)
+    assert vector_name("open_clip:a:b:fp16") == vector_name("open_clip:a:b:fp32") != vector_name("open_clip:a:c:fp32")
+
+
+def test_collection_parameters(make_index: Factory, tmp_path: Path) -> None:
+    index = make_index(settings=IndexSettings(on_disk_above=10, quantization=True, upsert_batch=3), expected=50)
+    with index.bulk():
+        index.upsert([point(f"p{i}", axis(i % DIM, 0.1 * i), f"caption {i}") for i in range(10)])
+    assert index.count() == 10
+    if isinstance(index, EdgeIndex):
+        config = json.loads((tmp_path / "t" / "edge_config.json").read_text())
+        params = config["vectors"][vector_name(MODEL)]
+        assert params["distance"] == "Cosine" and params.get("on_disk") is True and "quantization_config" in params
+        assert config["sparse_vectors"]["caption_bm25"]["modifier"] == "idf"
+    else:
+        params = index.client.get_collection("t").config
+        dense = params.params.vectors[vector_name(MODEL)]
+        assert dense.on_disk and dense.quantization_config is not None
+        assert params.hnsw_config.m == 16  # restored after the bulk load
