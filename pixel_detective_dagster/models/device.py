@@ -85,7 +85,9 @@ def free_memory_bytes(device: torch.device) -> int | None:
 
 
 def release_memory(device: torch.device) -> None:
-    """Return cached blocks to the device after a run or an out-of-memory error."""
+    """Return cached blocks to the device after a run or an out-of-memory error (nothing to do on the CPU)."""
+    if device.type == "cpu":
+        return
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -37,8 +37,10 @@ def _digest(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _weights_stamp(model: str) -> list[tuple[str, int, int]]:
+def _weights_stamp(model: str | None) -> list[tuple[str, int, int]]:
     """Name, size and mtime of local weights files (cheap: a changed file changes the code version)."""
+    if not model:
+        return []
     path = Path(model).expanduser()
     files = sorted(path.rglob("*")) if path.is_dir() else [path] if path.is_file() else []
     return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.suffix in {".safetensors", ".bin", ".pt", ".pth"}]
@@ -67,7 +69,7 @@ class ClipModelResource(ConfigurableResource):
         model, pretrained = _value(self.model), _value(self.pretrained)
         precision = resolve_target(_value(self.device), _value(self.precision))[1]
         return _digest({"model": model, "pretrained": pretrained, "precision": precision,
-                        "weights": _weights_stamp(model) + _weights_stamp(pretrained or "")})  # fmt: skip
+                        "weights": _weights_stamp(model) + _weights_stamp(pretrained)})  # fmt: skip
 
 
 class CaptionModelResource(ConfigurableResource):
