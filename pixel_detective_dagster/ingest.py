@@ -16,6 +16,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from pixel_detective_dagster.instance_config import install_instance_config
 from pixel_detective_dagster.layout import PARTITIONS_NAME, resolve_home
 from pixel_detective_dagster.resources import resources_from_env
+from pixel_detective_dagster.run_recovery import owner_tags, release_orphaned_runs
 from pixel_detective_dagster.scanning import DEFAULT_BATCH_SIZE, scan_collection
 
 Echo = Callable[[str], None]
@@ -83,6 +84,8 @@ def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, 
         for folder, reason in scan.warnings.items():
             echo(f"warning: skipped folder {folder!r} ({reason}); its files keep their last known state")
         instance = DagsterInstance.get()
+        for run_id in release_orphaned_runs(instance):
+            echo(f"run {run_id} was left unfinished by a process that died: marked failed, its gpu slot freed")
         known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
         todo = unfinished_batches(instance, catalog.batch_keys(collection))  # includes scan.new_batches
         report = IngestReport(collection, scan.files_seen, scan.summary["upserts"], scan.summary["deletes"], todo, 0.0,
@@ -100,7 +103,7 @@ def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, 
         result = make_definitions().resolve_job_def("ingest_batches").execute_in_process(
             instance=instance,
             run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            tags={ASSET_PARTITION_RANGE_START_TAG: todo[0], ASSET_PARTITION_RANGE_END_TAG: todo[-1]},
+            tags={ASSET_PARTITION_RANGE_START_TAG: todo[0], ASSET_PARTITION_RANGE_END_TAG: todo[-1], **owner_tags()},
             raise_on_error=False,
         )
         report.run_id, report.success = result.run_id, result.success
