@@ -18,10 +18,11 @@ from pixel_detective_dagster.indexing import load_batch_features, sync_batch
 from pixel_detective_dagster.layout import PARTITIONS_NAME, DataLayout
 from pixel_detective_dagster.resources.index import VectorIndexResource
 
-EXPORT_COLUMNS = ["path", "hash", "caption", "umap_x", "umap_y", "cluster", "kmeans_cluster", "paths", "id"]
-MAP_ARTIFACTS = {"umap_projection": ("x", "y"), "image_clusters": ("cluster", "kmeans_cluster")}
-_MAP_PAYLOAD = {"x": ("umap_x", float), "y": ("umap_y", float), "cluster": ("cluster", int),
-                "kmeans_cluster": ("kmeans_cluster", int)}  # artifact column -> payload field, type
+EXPORT_COLUMNS = ["path", "hash", "caption", "umap_x", "umap_y", "cluster", "cluster_name", "outlier", "kmeans_cluster",
+                  "paths", "id"]  # fmt: skip
+MAP_ARTIFACTS = {"umap_projection": ("x", "y"), "image_clusters": ("cluster", "cluster_name", "outlier", "kmeans_cluster")}
+_MAP_PAYLOAD = {"x": ("umap_x", float), "y": ("umap_y", float), "cluster": ("cluster", int), "cluster_name": ("cluster_name", str),
+                "outlier": ("outlier", bool), "kmeans_cluster": ("kmeans_cluster", int)}  # artifact column -> payload field, type
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,7 @@ def test_assets_write_coordinates_clusters_and_quality_then_transform_the_next_b
     words = ["harbour boats", "forest trail", "city skyline", "birthday cake", "snowy mountain"]
     resources = resources_from_env()
     with build_resources(resources) as r:
-        index = r.vector_index.for_collection(r.storage.layout, "maps", dim=vectors.shape[1])
+        index = r.vector_index.for_collection(r.storage.layout, "maps", dim=vectors.shape[1], model="open_clip:synthetic:none:fp32")
 
         def add(rows: range) -> None:
             index.upsert([IndexPoint(point_id("maps", f"h{i}"), vectors[i], {"hash": f"h{i}", "path": f"{i}.jpg",
