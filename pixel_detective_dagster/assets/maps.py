@@ -1,7 +1,5 @@
 """Stage 4: per-collection maps over every indexed image, kept stable across batches (see ``projection``)."""
 
-import math
-
 import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -11,13 +9,13 @@ from pixel_detective_dagster.assets.partitions import BATCH_ASSET_ARGS
 from pixel_detective_dagster.assets.stages import stage
 from pixel_detective_dagster.automation import MAPS_GROUP, MAPS_REFRESH
 from pixel_detective_dagster.layout import parse_batch_key
+from pixel_detective_dagster.map_payloads import point_vectors, set_changed_payloads, with_point_columns
 from pixel_detective_dagster.projection import update_map
 from pixel_detective_dagster.projection.labels import cluster_summary, label_map
 from pixel_detective_dagster.resources.index import VectorIndexResource
 from pixel_detective_dagster.resources.projection import ProjectionResource
 from pixel_detective_dagster.resources.storage import StorageResource
 from pixel_detective_dagster.ui_metadata import cluster_map_markdown, display_labels
-from pixel_detective_dagster.vector_index import IndexPoint
 
 MAP_FILE = "umap_projection.parquet"
 CLUSTERS_FILE = "image_clusters.parquet"  # id, hash, path, x, y, cluster, cluster_name, outlier, ...: the plottable map
@@ -25,29 +23,6 @@ CLUSTERS_FILE = "image_clusters.parquet"  # id, hash, path, x, y, cluster, clust
 
 def _collections(keys: list[str]) -> list[str]:
     return sorted({parse_batch_key(k)[0] for k in keys})
-
-
-def _vectors(points: list[IndexPoint]) -> np.ndarray:
-    return np.stack([p.vector for p in points]) if points else np.zeros((0, 1), np.float32)
-
-
-def _with_point_columns(frame, points: list[IndexPoint]):
-    return frame.assign(hash=[p.payload.get("hash") for p in points], path=[p.payload.get("path") for p in points])
-
-
-def _same(stored: object, value: object) -> bool:
-    """Equal, allowing the last-bit float error of the index's payload round trip."""
-    if isinstance(stored, float) and isinstance(value, float):
-        return math.isclose(stored, value, rel_tol=1e-9, abs_tol=1e-12)
-    return stored == value
-
-
-def _set_changed(index, points: list[IndexPoint], updates: dict[str, dict]) -> int:
-    """Write only payloads that differ from the points' current ones (kept map points cost nothing)."""
-    current = {p.id: p.payload for p in points}
-    changed = {pid: new for pid, new in updates.items() if not all(_same(current[pid].get(k), v) for k, v in new.items())}
-    index.set_payload(changed)
-    return len(changed)
 
 
 @asset(
@@ -66,11 +41,11 @@ def umap_projection(
         points = index.all_points(with_vectors=True)
         path = storage.layout.collection_dir(collection) / MAP_FILE
         update = update_map(
-            [p.id for p in points], _vectors(points), read_parquet(path) if path.exists() else None,
+            [p.id for p in points], point_vectors(points), read_parquet(path) if path.exists() else None,
             projection.model_store(storage.layout, collection), engine, projection.settings(), projection.refit,
         )  # fmt: skip
-        write_parquet(_with_point_columns(update.frame(), points), path)
-        written = _set_changed(index, points, {pid: {"umap_x": float(x), "umap_y": float(y)}
+        write_parquet(with_point_columns(update.frame(), points), path)
+        written = set_changed_payloads(index, points, {pid: {"umap_x": float(x), "umap_y": float(y)}
                                                for pid, (x, y) in zip(update.ids, update.coords)})  # fmt: skip
         reducer = update.reducer
         details = {
@@ -104,9 +79,9 @@ def image_clusters(
         points = [p for p in index.all_points(with_vectors=True) if p.id in coords.index]
         xy = coords.loc[[p.id for p in points], ["x", "y"]].to_numpy(np.float32)
         captions = [p.payload.get("caption") for p in points]
-        table = label_map([p.id for p in points], xy, _vectors(points), captions, engine, settings)
-        path = write_parquet(_with_point_columns(table, points), storage.layout.collection_dir(collection) / CLUSTERS_FILE)
-        written = _set_changed(index, points, {
+        table = label_map([p.id for p in points], xy, point_vectors(points), captions, engine, settings)
+        path = write_parquet(with_point_columns(table, points), storage.layout.collection_dir(collection) / CLUSTERS_FILE)
+        written = set_changed_payloads(index, points, {
             row.id: {"cluster": int(row.cluster), "cluster_name": row.cluster_name, "outlier": bool(row.outlier),
                      "kmeans_cluster": int(row.kmeans_cluster)} for row in table.itertuples()
         })  # fmt: skip
