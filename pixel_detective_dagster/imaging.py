@@ -116,10 +116,16 @@ def decode_rgb(data: bytes, min_side: int) -> Image.Image:
         raise ImageError(f"cannot decode image: {exc}") from exc
 
 
-def make_thumbnail(data: bytes, longest_side: int) -> Image.Image:
-    """Upright RGB thumbnail whose longest side is at most ``longest_side``."""
-    info = probe(data, max_pixels=2**62)
-    w, h = info.width, info.height
+def make_thumbnail(data: bytes, longest_side: int, size: tuple[int, int] | None = None) -> Image.Image:
+    """Upright RGB thumbnail whose longest side is at most ``longest_side``.
+
+    ``size``: the stored width and height when the caller already probed them (the manifest has),
+    so the header is not parsed a second time.
+    """
+    if size is None:
+        info = probe(data, max_pixels=2**62)
+        size = info.width, info.height
+    w, h = size
     min_side = max(1, int(longest_side * min(w, h) / max(w, h)))
     img = decode_rgb(data, min_side)
     img.thumbnail((longest_side, longest_side), Image.Resampling.LANCZOS, reducing_gap=2.0)

@@ -30,23 +30,23 @@ def build_thumbnails(
     """
     contents = ok_contents(manifest)
 
-    def one(row: tuple[str, str]) -> dict[str, object]:
-        content, relative = row
+    def one(row: tuple[str, str, int, int]) -> dict[str, object]:
+        content, relative, width, height = row
         target = layout.thumbnail(content, settings.longest_side, settings.format)
         result: dict[str, object] = {"hash": content, "thumbnail": str(target)}
         if target.exists():
             return result | {"status": "ok", "reason": None, "cached": True}
         try:
-            thumb = make_thumbnail(load_verified(root, relative, content), settings.longest_side)
+            thumb = make_thumbnail(load_verified(root, relative, content), settings.longest_side, (width, height))
         except ImageError as exc:
             return result | {"thumbnail": None, "status": "failed", "reason": str(exc), "cached": False}
         try:
             save_image_atomic(thumb, target, settings.format, settings.quality)
         except OSError as exc:  # the store, not the image, is the problem (e.g. disk full): fail the step
-            raise OSError(exc.errno, f"cannot write thumbnails to {target.parent}: {exc.strerror}") from exc
+            raise OSError(exc.errno, f"cannot write thumbnails to {target.parent}: {exc.strerror or exc}") from exc
         return result | {"status": "ok", "reason": None, "cached": False}
 
-    pairs = list(zip(contents["hash"], contents["path"]))
+    items = list(zip(contents["hash"], contents["path"], contents["width"].astype(int), contents["height"].astype(int)))
     with ThreadPoolExecutor(workers or default_workers()) as pool:
-        rows = list(pool.map(one, pairs))
+        rows = list(pool.map(one, items))
     return pd.DataFrame(rows, columns=["hash", "thumbnail", "status", "reason", "cached"])

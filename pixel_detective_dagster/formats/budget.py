@@ -20,7 +20,6 @@ class DecodeBudget:
     def __init__(self, limit_bytes: int) -> None:
         self.limit = limit_bytes
         self.held = 0
-        self.peak = 0
         self._changed = threading.Condition()
 
     @contextmanager
@@ -28,7 +27,6 @@ class DecodeBudget:
         with self._changed:
             self._changed.wait_for(lambda: self.held == 0 or self.held + nbytes <= self.limit)
             self.held += nbytes
-            self.peak = max(self.peak, self.held)
         try:
             yield
         finally:
