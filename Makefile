@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PIXEL_DETECTIVE_HOME ?= $(CURDIR)/.pixel_detective
 export DAGSTER_HOME ?= $(PIXEL_DETECTIVE_HOME)/dagster_home
 
-.PHONY: install demo test dev bench clean
+.PHONY: install demo test lint format dev bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+lint: $(STAMP)
+	$(BIN)/ruff format --check pixel_detective_dagster tests benchmarks
+	$(BIN)/ruff check pixel_detective_dagster tests benchmarks
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff format pixel_detective_dagster tests benchmarks
+	$(BIN)/ruff check --fix pixel_detective_dagster tests benchmarks
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks --json benchmarks/results.json
 
 dev: $(STAMP)
-	$(BIN)/python -m pixel_detective_dagster.instance_config $(DAGSTER_HOME)
+	$(BIN)/python -m pixel_detective_dagster.app.instance_config $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
 
 clean:

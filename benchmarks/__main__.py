@@ -1,7 +1,7 @@
 """The whole benchmark suite: every case against its same-process baseline, as one table (+ JSON).
 
-    python -m benchmarks [--quick] [--json FILE] [--only files,ingest,...]
-    make bench
+python -m benchmarks [--quick] [--json FILE] [--only files,ingest,...]
+make bench
 """
 
 from __future__ import annotations

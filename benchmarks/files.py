@@ -1,6 +1,6 @@
 """File-level work: thumbnails vs naive Pillow, manifest hashing vs hashlib, scanning a 100k-file tree.
 
-    python -m benchmarks.files [--quick] [--json FILE]
+python -m benchmarks.files [--quick] [--json FILE]
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from pathlib import Path
 from PIL import Image
 
 from benchmarks.harness import Figure, run_module, seconds
-from pixel_detective_dagster.catalog import Catalog
-from pixel_detective_dagster.imaging import content_hash
-from pixel_detective_dagster.layout import DataLayout
-from pixel_detective_dagster.manifests import build_manifest, default_workers, inspect_file
-from pixel_detective_dagster.sample_images import generate_folder
-from pixel_detective_dagster.scanning import scan_collection, walk_images
-from pixel_detective_dagster.thumbnail_store import ThumbnailSettings, build_thumbnails
+from pixel_detective_dagster.catalog.scanning import scan_collection, walk_images
+from pixel_detective_dagster.catalog.store import Catalog
+from pixel_detective_dagster.media.imaging import content_hash
+from pixel_detective_dagster.media.manifests import build_manifest, default_workers, inspect_file
+from pixel_detective_dagster.media.thumbnails import ThumbnailSettings, build_thumbnails
+from pixel_detective_dagster.samples.images import generate_folder
+from pixel_detective_dagster.storage.layout import DataLayout
 
 
 def naive_thumbnail(path: Path, target: Path, longest_side: int) -> None:
@@ -53,8 +53,17 @@ def thumbnail_figures(work: Path, count: int) -> list[Figure]:
         assert (frame["status"] == "ok").all() and not frame["cached"].any()
 
     fast, slow = count / seconds(project), count / seconds(naive, repeat=1)
-    return [Figure("thumbnails 12 MP JPEG", "images/s", fast, slow, "img/s", "naive Pillow, one thread",
-                   f"{count} images, {default_workers()} workers")]
+    return [
+        Figure(
+            "thumbnails 12 MP JPEG",
+            "images/s",
+            fast,
+            slow,
+            "img/s",
+            "naive Pillow, one thread",
+            f"{count} images, {default_workers()} workers",
+        )
+    ]
 
 
 def hashing_figures(work: Path) -> list[Figure]:
@@ -73,11 +82,22 @@ def hashing_figures(work: Path) -> list[Figure]:
             p.read_bytes()
 
     return [
-        Figure("content hashing (in memory)", "MB/s", megabytes / seconds(lambda: [content_hash(b) for b in blobs]),
-               megabytes / seconds(lambda: [hashlib.sha256(b).digest() for b in blobs]), "MB/s",
-               "hashlib.sha256, one thread"),
-        Figure("manifest rows (read + hash + probe)", "MB/s", megabytes / seconds(manifest_rows),
-               megabytes / seconds(plain_read), "MB/s", "reading the bytes only, one thread"),
+        Figure(
+            "content hashing (in memory)",
+            "MB/s",
+            megabytes / seconds(lambda: [content_hash(b) for b in blobs]),
+            megabytes / seconds(lambda: [hashlib.sha256(b).digest() for b in blobs]),
+            "MB/s",
+            "hashlib.sha256, one thread",
+        ),
+        Figure(
+            "manifest rows (read + hash + probe)",
+            "MB/s",
+            megabytes / seconds(manifest_rows),
+            megabytes / seconds(plain_read),
+            "MB/s",
+            "reading the bytes only, one thread",
+        ),
     ]
 
 
@@ -111,9 +131,12 @@ def scanning_figures(work: Path, count: int) -> list[Figure]:
     assert len(walk_images(tree).files) == count + 1
     walk = seconds(bare_walk)
     return [
-        Figure(f"scan unchanged tree ({count:,} files)", "seconds", unchanged, walk, "s", "os.walk + stat of every file"),
-        Figure(f"scan tree, one new file ({count:,} files)", "seconds", one_new, walk, "s",
-               "os.walk + stat of every file"),
+        Figure(
+            f"scan unchanged tree ({count:,} files)", "seconds", unchanged, walk, "s", "os.walk + stat of every file"
+        ),
+        Figure(
+            f"scan tree, one new file ({count:,} files)", "seconds", one_new, walk, "s", "os.walk + stat of every file"
+        ),
     ]
 
 

@@ -52,8 +52,16 @@ def machine() -> str:
 def format_table(figures: Iterable[Figure]) -> str:
     rows = [("case", "metric", "value", "baseline", "ratio", "baseline is")]
     for f in figures:
-        rows.append((f.case, f.metric, f"{f.value:,.3g} {f.unit}", f"{f.baseline:,.3g} {f.unit}", f"{f.ratio:.3g}",
-                     f.baseline_label + (f" ({f.note})" if f.note else "")))
+        rows.append(
+            (
+                f.case,
+                f.metric,
+                f"{f.value:,.3g} {f.unit}",
+                f"{f.baseline:,.3g} {f.unit}",
+                f"{f.ratio:.3g}",
+                f.baseline_label + (f" ({f.note})" if f.note else ""),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

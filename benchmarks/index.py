@@ -17,9 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import Figure, run_module
-from pixel_detective_dagster.vector_index import (
-    EdgeIndex, IndexPoint, IndexSettings, SearchFilters, ServerIndex, VectorIndex, folders_of, point_id,
-)  # fmt: skip
+from pixel_detective_dagster.index.vector_index import (
+    EdgeIndex,
+    IndexPoint,
+    IndexSettings,
+    SearchFilters,
+    ServerIndex,
+    VectorIndex,
+    folders_of,
+    point_id,
+)
 
 DIM = 512
 MODEL = "open_clip:bench:weights:fp32"
@@ -27,8 +34,28 @@ MODEL = "open_clip:bench:weights:fp32"
 # so it gets fewer points and queries; each figure's note says so
 LOCAL_MODE_CAP = {True: 2_000, False: 10_000}  # by --quick
 LOCAL_MODE_QUERIES = 20
-WORDS = ("dog cat beach city night snow car bicycle mountain lake portrait food street forest sunset "
-         "child bird boat house flower").split()  # fmt: skip
+WORDS = [
+    "dog",
+    "cat",
+    "beach",
+    "city",
+    "night",
+    "snow",
+    "car",
+    "bicycle",
+    "mountain",
+    "lake",
+    "portrait",
+    "food",
+    "street",
+    "forest",
+    "sunset",
+    "child",
+    "bird",
+    "boat",
+    "house",
+    "flower",
+]
 QUERIES = 200
 
 
@@ -41,11 +68,24 @@ def make_points(n: int, seed: int = 0) -> list[IndexPoint]:
     for i in range(n):
         path = f"{2015 + i % 10}/album{i % 37}/img_{i:07d}.jpg"
         caption = "a photo of " + " ".join(WORDS[w] for w in words[i])
-        points.append(IndexPoint(point_id("bench", f"{i:064x}"), vectors[i], {
-            "hash": f"{i:064x}", "path": path, "paths": [path], "folders": folders_of([path]), "caption": caption,
-            "taken_at": f"{2015 + i % 10}-0{1 + i % 9}-1{i % 10}T12:00:00", "width": 640 + i % 4000,
-            "height": 480 + i % 3000, "camera_make": f"Make{i % 5}", "cluster": i % 12,
-        }))  # fmt: skip
+        points.append(
+            IndexPoint(
+                point_id("bench", f"{i:064x}"),
+                vectors[i],
+                {
+                    "hash": f"{i:064x}",
+                    "path": path,
+                    "paths": [path],
+                    "folders": folders_of([path]),
+                    "caption": caption,
+                    "taken_at": f"{2015 + i % 10}-0{1 + i % 9}-1{i % 10}T12:00:00",
+                    "width": 640 + i % 4000,
+                    "height": 480 + i % 3000,
+                    "camera_make": f"Make{i % 5}",
+                    "cluster": i % 12,
+                },
+            )
+        )
     return points
 
 
@@ -100,26 +140,63 @@ def cases(quick: bool) -> list[Figure]:
         sweep = make_points(2_000 if quick else 10_000)
         rates = {b: len(sweep) / load(edge(root, f"sweep{b}", b), sweep)[0] for b in (64, 256, 1024)}
         for b in (256, 1024):
-            figures.append(Figure("index/upsert-batch", f"edge points/s, batch {b}", rates[b], rates[64], "pts/s",
-                                  "batch 64 (old design)", f"{len(sweep):,} points"))  # fmt: skip
+            figures.append(
+                Figure(
+                    "index/upsert-batch",
+                    f"edge points/s, batch {b}",
+                    rates[b],
+                    rates[64],
+                    "pts/s",
+                    "batch 64 (old design)",
+                    f"{len(sweep):,} points",
+                )
+            )
         for n in sizes:
             points = make_points(n)
             local_n = min(n, LOCAL_MODE_CAP[quick])
-            note = f"local mode: {local_n:,} points, {LOCAL_MODE_QUERIES} queries; edge: {n:,} points, {QUERIES} queries"
+            note = (
+                f"local mode: {local_n:,} points, {LOCAL_MODE_QUERIES} queries; edge: {n:,} points, {QUERIES} queries"
+            )
             edge_index = edge(root, f"n{n}")
             upsert_s, optimize_s = load(edge_index, points)
             local_index = local_mode()
             local_s, _ = load(local_index, points[:local_n])
-            figures.append(Figure(f"index/{n // 1000}k", "upsert", n / upsert_s, local_n / local_s, "pts/s",
-                                  "qdrant-client local mode", f"local mode: {local_n:,} points"))  # fmt: skip
-            figures.append(Figure(f"index/{n // 1000}k", "optimize after bulk (edge)", optimize_s, upsert_s, "s",
-                                  "the edge upserts' own time"))  # fmt: skip
+            figures.append(
+                Figure(
+                    f"index/{n // 1000}k",
+                    "upsert",
+                    n / upsert_s,
+                    local_n / local_s,
+                    "pts/s",
+                    "qdrant-client local mode",
+                    f"local mode: {local_n:,} points",
+                )
+            )
+            figures.append(
+                Figure(
+                    f"index/{n // 1000}k",
+                    "optimize after bulk (edge)",
+                    optimize_s,
+                    upsert_s,
+                    "s",
+                    "the edge upserts' own time",
+                )
+            )
             edge_ms = latencies(edge_index, query_vectors)
             local_ms = latencies(local_index, query_vectors[:LOCAL_MODE_QUERIES])
             for kind in edge_ms:
                 for i, pct in enumerate(("p50", "p99")):
-                    figures.append(Figure(f"index/{n // 1000}k", f"{kind} query {pct}", edge_ms[kind][i],
-                                          local_ms[kind][i], "ms", "qdrant-client local mode", note))  # fmt: skip
+                    figures.append(
+                        Figure(
+                            f"index/{n // 1000}k",
+                            f"{kind} query {pct}",
+                            edge_ms[kind][i],
+                            local_ms[kind][i],
+                            "ms",
+                            "qdrant-client local mode",
+                            note,
+                        )
+                    )
     return figures
 
 

@@ -16,7 +16,7 @@ from benchmarks.harness import Figure, run_module
 
 
 def timed_ingest(folder: Path, collection: str) -> tuple[float, object]:
-    from pixel_detective_dagster.ingest import ingest
+    from pixel_detective_dagster.app.ingest import ingest
 
     start = time.perf_counter()
     report = ingest(folder, collection, echo=lambda _: None)
@@ -26,7 +26,7 @@ def timed_ingest(folder: Path, collection: str) -> tuple[float, object]:
 
 def cases(quick: bool) -> list[Figure]:
     from pixel_detective_dagster.models.tiny import make_tiny_models
-    from pixel_detective_dagster.sample_images import generate_folder
+    from pixel_detective_dagster.samples.images import generate_folder
 
     count = 100 if quick else 1000
     with tempfile.TemporaryDirectory(prefix="pd-bench-ingest-") as tmp:
@@ -45,10 +45,24 @@ def cases(quick: bool) -> list[Figure]:
         second, report = timed_ingest(work / "many", "many")
         assert not report.batches and not report.upserts, "re-ingest found work to do"
     return [
-        Figure(f"re-ingest of {count} unchanged images", "seconds", second, first, "s", "first ingest of the same folder",
-               "no file changed, so no batch, no decode, no model work"),
-        Figure("Dagster run overhead", "seconds per run", one, first, "s", f"one run of a {count}-image batch",
-               f"1-image batch; fixed cost per run ~ {one - first / count:.2f} s"),
+        Figure(
+            f"re-ingest of {count} unchanged images",
+            "seconds",
+            second,
+            first,
+            "s",
+            "first ingest of the same folder",
+            "no file changed, so no batch, no decode, no model work",
+        ),
+        Figure(
+            "Dagster run overhead",
+            "seconds per run",
+            one,
+            first,
+            "s",
+            f"one run of a {count}-image batch",
+            f"1-image batch; fixed cost per run ~ {one - first / count:.2f} s",
+        ),
     ]
 
 

@@ -19,13 +19,13 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.harness import Figure, run_module
-from pixel_detective_dagster.sample_images import photo, variant
-from pixel_detective_dagster.sample_raw import write_dng
+from pixel_detective_dagster.samples.images import photo, variant
+from pixel_detective_dagster.samples.raw import write_dng
 
 PEAK_RSS_SCRIPT = """
 import json, sys
 from pathlib import Path
-from pixel_detective_dagster.imaging import make_thumbnail, probe, read_bytes
+from pixel_detective_dagster.media.imaging import make_thumbnail, probe, read_bytes
 
 def status_mib(field):
     line = next(l for l in open("/proc/self/status") if l.startswith(field + ":"))
@@ -56,8 +56,12 @@ def write_all(folder: Path, size: tuple[int, int]) -> dict[str, Path]:
     import tifffile
 
     img = panorama(size)
-    files = {"JPEG": folder / "pano.jpg", "PNG": folder / "pano.png", "16-bit TIFF": folder / "pano16.tif",
-             "DNG (no preview)": folder / "pano.dng"}  # fmt: skip
+    files = {
+        "JPEG": folder / "pano.jpg",
+        "PNG": folder / "pano.png",
+        "16-bit TIFF": folder / "pano16.tif",
+        "DNG (no preview)": folder / "pano.dng",
+    }
     img.save(files["JPEG"], quality=85)
     img.save(files["PNG"], compress_level=1)
     tifffile.imwrite(files["16-bit TIFF"], np.asarray(img, dtype=np.uint16) * 257, photometric="rgb")

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from benchmarks.harness import Figure, run_module, seconds
-from pixel_detective_dagster.imaging import content_hash
-from pixel_detective_dagster.inference import run_over_contents
+from pixel_detective_dagster.media.imaging import content_hash
 from pixel_detective_dagster.models.captioner import CAPTION_MODEL_ENV, Generation, load_captioner
 from pixel_detective_dagster.models.clip import CLIP_MODEL_ENV, CLIP_PRETRAINED_ENV, ClipEncoder, load_clip
+from pixel_detective_dagster.models.inference import run_over_contents
 from pixel_detective_dagster.models.tiny import make_random_blip_base, make_random_clip, make_tiny_models
-from pixel_detective_dagster.sample_images import generate_folder
+from pixel_detective_dagster.samples.images import generate_folder
 
 
 def _images(folder: Path, count: int, size: str) -> list[tuple[str, str]]:
@@ -36,8 +36,15 @@ def _images(folder: Path, count: int, size: str) -> list[tuple[str, str]]:
     return [(content_hash(p.read_bytes()), p.name) for p in paths]
 
 
-def throughput(label: str, root: Path, items: list[tuple[str, str]], prepare: Callable[[bytes], torch.Tensor],
-               infer: Callable[[torch.Tensor], Sequence[object]], batch_size: int, repeat: int) -> list[Figure]:  # fmt: skip
+def throughput(
+    label: str,
+    root: Path,
+    items: list[tuple[str, str]],
+    prepare: Callable[[bytes], torch.Tensor],
+    infer: Callable[[torch.Tensor], Sequence[object]],
+    batch_size: int,
+    repeat: int,
+) -> list[Figure]:
     """End-to-end images/s (the assets' path) against bare forward images/s on the same, pre-decoded images."""
     pixels = torch.stack([prepare((root / name).read_bytes()) for _, name in items])
     infer(pixels[:batch_size])  # warm-up: kernels, allocator, lazy initialisation
@@ -58,8 +65,15 @@ def throughput(label: str, root: Path, items: list[tuple[str, str]], prepare: Ca
     n = len(items)
     return [
         Figure(label, "end-to-end images/s", n / e2e, n / bare, "img/s", "bare forward", note),
-        Figure(label, "end-to-end images/CPU-s", n / e2e_cpu, n / bare_cpu, "img/CPU-s", "bare forward",
-               "process CPU time: robust to other load on the machine"),
+        Figure(
+            label,
+            "end-to-end images/CPU-s",
+            n / e2e_cpu,
+            n / bare_cpu,
+            "img/CPU-s",
+            "bare forward",
+            "process CPU time: robust to other load on the machine",
+        ),
     ]
 
 
@@ -70,7 +84,9 @@ def _timed(fn: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def precision_figures(clip: ClipEncoder, source: tuple[str, str | None], pixels: torch.Tensor, repeat: int) -> list[Figure]:
+def precision_figures(
+    clip: ClipEncoder, source: tuple[str, str | None], pixels: torch.Tensor, repeat: int
+) -> list[Figure]:
     """bf16 autocast and dynamic int8 on the CPU: speed against fp32 and cosine agreement with its embeddings."""
     reference = clip.encode_images(pixels)
     fp32 = seconds(lambda: clip.encode_images(pixels), repeat)
@@ -78,12 +94,17 @@ def precision_figures(clip: ClipEncoder, source: tuple[str, str | None], pixels:
     for precision in ("bf16", "int8"):
         variant = load_clip(*source, device="cpu", precision=precision)[0]
         variant.encode_images(pixels[:2])
-        took = seconds(lambda: variant.encode_images(pixels), repeat)
+        took = seconds(lambda v=variant: v.encode_images(pixels), repeat)
         cosine = (reference * variant.encode_images(pixels)).sum(axis=1)
         same_top1 = _top1(reference) == _top1(variant.encode_images(pixels))
-        note = f"cosine vs fp32 min {cosine.min():.4f} mean {cosine.mean():.4f}; same nearest image {same_top1.mean():.0%}"
-        figures.append(Figure(f"clip {precision} on CPU", "images/s", len(pixels) / took, len(pixels) / fp32, "img/s",
-                              "fp32", note))  # fmt: skip
+        note = (
+            f"cosine vs fp32 min {cosine.min():.4f} mean {cosine.mean():.4f}; same nearest image {same_top1.mean():.0%}"
+        )
+        figures.append(
+            Figure(
+                f"clip {precision} on CPU", "images/s", len(pixels) / took, len(pixels) / fp32, "img/s", "fp32", note
+            )
+        )
     return figures
 
 
@@ -100,21 +121,36 @@ def cases(quick: bool) -> list[Figure]:
         clip_source, caption_source = (str(tiny["clip"]), None), str(tiny["blip"])
         count, sizes, repeat, caption_count = 48, ["1mp"], 3, 16
     else:
-        clip_source = (os.environ.get(CLIP_MODEL_ENV) or str(make_random_clip("ViT-B-32", work / "vit-b-32")),
-                       os.environ.get(CLIP_PRETRAINED_ENV))  # fmt: skip
+        clip_source = (
+            os.environ.get(CLIP_MODEL_ENV) or str(make_random_clip("ViT-B-32", work / "vit-b-32")),
+            os.environ.get(CLIP_PRETRAINED_ENV),
+        )
         caption_source = os.environ.get(CAPTION_MODEL_ENV) or str(make_random_blip_base(work / "blip-base"))
         count, sizes, repeat, caption_count = 64, ["12mp", "1mp"], 3, 4
     folders = {size: _images(work / size, count, size) for size in sizes}
     clip = load_clip(*clip_source)[0]
     figures = []
     for size, items in folders.items():
-        figures += throughput(f"clip {Path(clip_source[0]).name} {clip.device.type}, {size} JPEGs", work / size, items,
-                              clip.prepare, clip.encode_batch, clip.batcher.limit, repeat)  # fmt: skip
+        figures += throughput(
+            f"clip {Path(clip_source[0]).name} {clip.device.type}, {size} JPEGs",
+            work / size,
+            items,
+            clip.prepare,
+            clip.encode_batch,
+            clip.batcher.limit,
+            repeat,
+        )
     captioner = load_captioner(caption_source)[0].with_generation(Generation(max_new_tokens=30))
     root, items = work / sizes[0], folders[sizes[0]][:caption_count]
-    figures += throughput(f"captions {Path(caption_source).name} {captioner.device.type}, {sizes[0]} JPEGs", root,
-                          items, captioner.prepare, captioner.caption_batch, min(captioner.batcher.limit, len(items)),
-                          repeat if quick else 1)  # fmt: skip
+    figures += throughput(
+        f"captions {Path(caption_source).name} {captioner.device.type}, {sizes[0]} JPEGs",
+        root,
+        items,
+        captioner.prepare,
+        captioner.caption_batch,
+        min(captioner.batcher.limit, len(items)),
+        repeat if quick else 1,
+    )
     if clip.device.type == "cpu":
         pixels = torch.stack([clip.prepare((root / name).read_bytes()) for _, name in folders[sizes[0]][:32]])
         figures += precision_figures(clip, clip_source, pixels, repeat)

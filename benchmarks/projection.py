@@ -72,18 +72,48 @@ def _size_figures(n: int, work: Path) -> list[Figure]:
     capped = f"; umap-learn on a {len(sample):,}-point sample" if len(sample) < n else ""
     their_trust = map_trustworthiness(collection[sample], coords, ours.settings)
     figures = [
-        Figure(f"{n:,} points", "map seconds", map_seconds, their_map, "s", "umap.UMAP() defaults",
-               f"{update.reducer.method}; {update.counts()['fit']:,} fitted, {update.counts()['transform']:,} transformed{capped}"),
-        Figure(f"{n:,} points", "trustworthiness", update.trustworthiness or 0.0, their_trust or 0.0, "",
-               "umap.UMAP() defaults", f"k={ours.settings.trust_neighbors} on the same {ours.settings.trust_sample:,} points"),
-        Figure(f"{n:,} points", "cluster seconds", cluster_seconds, their_clusters, "s", "HDBSCAN() defaults",
-               "ours: HDBSCAN on the map + K-Means on the embeddings"),
-    ]  # fmt: skip
+        Figure(
+            f"{n:,} points",
+            "map seconds",
+            map_seconds,
+            their_map,
+            "s",
+            "umap.UMAP() defaults",
+            f"{update.reducer.method}; {update.counts()['fit']:,} fitted, {update.counts()['transform']:,} transformed{capped}",
+        ),
+        Figure(
+            f"{n:,} points",
+            "trustworthiness",
+            update.trustworthiness or 0.0,
+            their_trust or 0.0,
+            "",
+            "umap.UMAP() defaults",
+            f"k={ours.settings.trust_neighbors} on the same {ours.settings.trust_sample:,} points",
+        ),
+        Figure(
+            f"{n:,} points",
+            "cluster seconds",
+            cluster_seconds,
+            their_clusters,
+            "s",
+            "HDBSCAN() defaults",
+            "ours: HDBSCAN on the map + K-Means on the embeddings",
+        ),
+    ]
     if n == 10_000:
         batch, batch_seconds = ours.map(vectors, update.frame())
         assert batch.mode == "transform"
-        figures.append(Figure(f"{n:,} points", "+5 % batch seconds", batch_seconds, map_seconds, "s", "full fit",
-                              f"{batch.counts()['transform']} placed by transform, {batch.counts()['kept']:,} kept"))  # fmt: skip
+        figures.append(
+            Figure(
+                f"{n:,} points",
+                "+5 % batch seconds",
+                batch_seconds,
+                map_seconds,
+                "s",
+                "full fit",
+                f"{batch.counts()['transform']} placed by transform, {batch.counts()['kept']:,} kept",
+            )
+        )
     return figures
 
 

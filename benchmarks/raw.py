@@ -14,16 +14,18 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.harness import Figure, run_module, seconds
-from pixel_detective_dagster.formats.raw import decode_raw
-from pixel_detective_dagster.sample_images import PHOTOS, photo, variant
-from pixel_detective_dagster.sample_raw import write_dng
+from pixel_detective_dagster.media.formats.raw import decode_raw
+from pixel_detective_dagster.samples.images import PHOTOS, photo, variant
+from pixel_detective_dagster.samples.raw import write_dng
 
 CLIP_SIDE = 224
 
 
 def generate(folder: Path, count: int, size: tuple[int, int]) -> list[bytes]:
-    paths = [write_dng(variant(photo(PHOTOS[i % len(PHOTOS)]), i, size), folder / f"DSC{i:05d}.dng", preview_side=1616)
-             for i in range(count)]  # fmt: skip
+    paths = [
+        write_dng(variant(photo(PHOTOS[i % len(PHOTOS)]), i, size), folder / f"DSC{i:05d}.dng", preview_side=1616)
+        for i in range(count)
+    ]
     return [p.read_bytes() for p in paths]
 
 

@@ -2,13 +2,13 @@
 
 from dagster import Definitions, in_process_executor
 
-from pixel_detective_dagster.assets import ALL_ASSETS
-from pixel_detective_dagster.assets.checks import ALL_CHECKS
-from pixel_detective_dagster.assets.models import model_versioned_assets
-from pixel_detective_dagster.automation import maps_automation_sensor
-from pixel_detective_dagster.jobs import ingest_job
-from pixel_detective_dagster.resources import resources_from_env
-from pixel_detective_dagster.sensors import image_folder_sensor
+from pixel_detective_dagster.defs.assets import ALL_ASSETS
+from pixel_detective_dagster.defs.assets.checks import ALL_CHECKS
+from pixel_detective_dagster.defs.assets.models import model_versioned_assets
+from pixel_detective_dagster.defs.automation import maps_automation_sensor
+from pixel_detective_dagster.defs.jobs import ingest_job
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.defs.sensors import image_folder_sensor
 
 
 def make_definitions() -> Definitions:

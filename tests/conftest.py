@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pixel_detective_dagster.sample_images import generate_folder
+from pixel_detective_dagster.samples.images import generate_folder
 
 if TYPE_CHECKING:
     from processes import Launcher
@@ -58,8 +58,8 @@ def registered_batches(env: Path, photos: Path) -> list[str]:
     """``photos`` registered as collection ``pics`` and scanned: the new batch keys (not yet in any instance)."""
     from dagster import build_resources
 
-    from pixel_detective_dagster.resources import resources_from_env
-    from pixel_detective_dagster.scanning import scan_collection
+    from pixel_detective_dagster.catalog.scanning import scan_collection
+    from pixel_detective_dagster.defs.resources import resources_from_env
 
     with build_resources(resources_from_env()) as resources:
         resources.storage.catalog.register_collection("pics", photos)

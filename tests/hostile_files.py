@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
-from pixel_detective_dagster.sample_images import photo, variant
+from pixel_detective_dagster.samples.images import photo, variant
 
 
 @dataclass(frozen=True)

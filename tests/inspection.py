@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dagster import build_resources
 
-from pixel_detective_dagster.resources import resources_from_env
+from pixel_detective_dagster.defs.resources import resources_from_env
 
 
 def index_points(collection: str) -> dict[str, dict]:

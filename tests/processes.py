@@ -34,7 +34,7 @@ for line in sys.stdin:
         os.environ.clear()
         os.environ.update(request["env"])
         try:
-            from pixel_detective_dagster.cli import main
+            from pixel_detective_dagster.app.cli import main
 
             code = main(request["args"])
         except BaseException:
@@ -54,8 +54,9 @@ class Launcher:
         self.logs = logs
         self._log_of: dict[int, Path] = {}
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        self._process = subprocess.Popen([sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
 
     def _ask(self, request: dict) -> dict:
         assert self._process.stdin and self._process.stdout
@@ -102,7 +103,9 @@ def step_events(instance: DagsterInstance, run_id: str, step: str) -> set[Dagste
     }
 
 
-def wait_for_step_start(instance: DagsterInstance, pid: int, step: str, known_runs: set[str], timeout: float = 300) -> str | None:
+def wait_for_step_start(
+    instance: DagsterInstance, pid: int, step: str, known_runs: set[str], timeout: float = 300
+) -> str | None:
     """Poll the event log until a new run starts ``step``; its run id, or None if process ``pid`` ended first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and alive(pid):

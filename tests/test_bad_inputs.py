@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -20,11 +19,12 @@ from hostile_files import Expected, encoded, picture, write_hostile_folder
 from inspection import catalog_rows, index_points
 from PIL import Image
 
-from pixel_detective_dagster.assets import ALL_ASSETS, image_manifest
-from pixel_detective_dagster.ingest import IngestReport, ensure_dagster_home, ingest
-from pixel_detective_dagster.layout import PARTITIONS_NAME
-from pixel_detective_dagster.resources import resources_from_env
-from pixel_detective_dagster.scanning import diff_against_catalog, scan_collection
+from pixel_detective_dagster.app.ingest import IngestReport, ensure_dagster_home, ingest
+from pixel_detective_dagster.catalog.scanning import diff_against_catalog, scan_collection
+from pixel_detective_dagster.defs.assets import ALL_ASSETS, image_manifest
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
+
 
 @dataclass(frozen=True)
 class HostileRun:
@@ -111,7 +111,7 @@ def test_animation_uses_its_first_frame_and_exif_rotation_is_undone(hostile: Hos
 
 
 def test_files_outside_the_folder_never_reach_thumbnails_or_index(hostile: HostileRun) -> None:
-    from pixel_detective_dagster.imaging import content_hash
+    from pixel_detective_dagster.media.imaging import content_hash
 
     secret = content_hash((hostile.outside / "secret.jpg").read_bytes())
     assert secret not in index_points("hostile")
@@ -145,8 +145,9 @@ def test_file_changed_or_removed_between_scan_and_processing(env: Path, tmp_path
     assert materialize([image_manifest], partition_key=key, instance=instance, resources=resources_from_env()).success
     (folder / "edit_late.jpg").write_bytes(encoded(picture(51), "JPEG"))  # after the manifest, before thumbnails
     rest = [a for a in ALL_ASSETS if a is not image_manifest]
-    assert materialize(ALL_ASSETS, partition_key=key, instance=instance, resources=resources_from_env(),
-                       selection=rest).success  # fmt: skip
+    assert materialize(
+        ALL_ASSETS, partition_key=key, instance=instance, resources=resources_from_env(), selection=rest
+    ).success
 
     rows = catalog_rows(env, "race")
     assert rows["keep.jpg"][0] == rows["edit_early.jpg"][0] == "indexed"
@@ -167,8 +168,8 @@ AS_NOBODY = """
 import json, os, sys
 from pathlib import Path
 from PIL import Image
-from pixel_detective_dagster.manifests import inspect_file
-from pixel_detective_dagster.scanning import walk_images
+from pixel_detective_dagster.media.manifests import inspect_file
+from pixel_detective_dagster.catalog.scanning import walk_images
 Image.init()  # import every plugin while still privileged
 if os.geteuid() == 0:
     os.setgid(65534)
@@ -191,8 +192,13 @@ def test_unreadable_file_and_unlistable_folder(env: Path, tmp_path: Path) -> Non
         (root / "private" / "inside.jpg").write_bytes(encoded(picture(62), "JPEG"))
         (root / "locked.jpg").chmod(0o000)
         (root / "private").chmod(0o000)
-        done = subprocess.run([sys.executable, "-c", AS_NOBODY, str(root)], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}, timeout=300)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", AS_NOBODY, str(root)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         out = json.loads(done.stdout.strip().splitlines()[-1])
     finally:
@@ -203,7 +209,7 @@ def test_unreadable_file_and_unlistable_folder(env: Path, tmp_path: Path) -> Non
     assert out["unlistable"] == {"private": "cannot list folder: Permission denied"}
 
     # a folder that cannot be listed any more keeps its files: unseen is not deleted
-    from pixel_detective_dagster.scanning import walk_images
+    from pixel_detective_dagster.catalog.scanning import walk_images
 
     with build_resources(resources_from_env()) as resources:
         catalog = resources.storage.catalog

@@ -20,19 +20,32 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
-
 from playwright.sync_api import Page, expect, sync_playwright
 
-from pixel_detective_dagster.instance_config import install_instance_config
-from pixel_detective_dagster.layout import PARTITIONS_NAME
+from pixel_detective_dagster.app.instance_config import install_instance_config
+from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ASSETS = ["image_manifest", "thumbnails", "clip_embeddings", "blip_captions", "vector_index", "umap_projection",
-          "image_clusters"]  # fmt: skip
+ASSETS = [
+    "image_manifest",
+    "thumbnails",
+    "clip_embeddings",
+    "blip_captions",
+    "vector_index",
+    "umap_projection",
+    "image_clusters",
+]
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 START_TIMEOUT_S = 120
 RUN_TIMEOUT_S = 150
 
@@ -71,8 +84,16 @@ def dagster_dev(env: Path, registered_batches: list[str], tmp_path: Path) -> Ite
         instance.add_dynamic_partitions(PARTITIONS_NAME, registered_batches)
     port = free_port()
     log = tmp_path / "dagster_dev.log"
-    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"),
-               "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "dev",
+        "-w",
+        str(REPO / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"

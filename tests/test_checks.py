@@ -9,15 +9,15 @@ import pandas as pd
 from dagster import AssetCheckSeverity, DagsterEventType, DagsterInstance, build_resources
 from inspection import index_points
 
-from pixel_detective_dagster.index_health import (
+from pixel_detective_dagster.app.ingest import ingest
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.index.health import (
     failed_ratio,
     points_have_thumbnail_and_caption,
     points_match_catalog,
     vectors_are_usable,
 )
-from pixel_detective_dagster.ingest import ingest
-from pixel_detective_dagster.resources import resources_from_env
-from pixel_detective_dagster.vector_index import IndexPoint, point_id
+from pixel_detective_dagster.index.vector_index import IndexPoint, point_id
 
 
 def check_evaluations(run_id: str) -> dict[str, tuple[bool, AssetCheckSeverity]]:
@@ -46,7 +46,10 @@ def test_checks_run_with_each_batch_and_warn_on_many_failures(env: Path, photos:
 def test_each_check_catches_its_silent_failure(env: Path, photos: Path) -> None:
     assert ingest(photos, "pics").success
     with build_resources(resources_from_env()) as resources:
-        catalog, index = resources.storage.catalog, resources.vector_index.for_collection(resources.storage.layout, "pics")
+        catalog, index = (
+            resources.storage.catalog,
+            resources.vector_index.for_collection(resources.storage.layout, "pics"),
+        )
         assert points_match_catalog(catalog, index, "pics").passed
         assert vectors_are_usable(index).passed and points_have_thumbnail_and_caption(index).passed
 

@@ -9,12 +9,12 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
 from inspection import catalog_rows, index_points
 from processes import Launcher, wait_for_step_start
 
-from pixel_detective_dagster.ingest import ensure_dagster_home
-from pixel_detective_dagster.layout import PARTITIONS_NAME
-from pixel_detective_dagster.resources import resources_from_env
-from pixel_detective_dagster.sample_images import generate_folder
-from pixel_detective_dagster.scanning import scan_collection
-from pixel_detective_dagster.sensors import image_folder_sensor
+from pixel_detective_dagster.app.ingest import ensure_dagster_home
+from pixel_detective_dagster.catalog.scanning import scan_collection
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.defs.sensors import image_folder_sensor
+from pixel_detective_dagster.samples.images import generate_folder
+from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
 
 
 def assert_one_point_per_unique_content(home: Path, collection: str, expected: int) -> None:
@@ -30,16 +30,24 @@ def test_two_collections_and_two_runs_of_one_partition_at_once(env: Path, tmp_pa
     first, second = tmp_path / "first", tmp_path / "second"
     generate_folder(first, 8, "small")
     generate_folder(second, 8, "small", start=8)
-    (second / "same_as_first.jpg").write_bytes(sorted(first.glob("*.jpg"))[0].read_bytes())
+    (second / "same_as_first.jpg").write_bytes(min(first.glob("*.jpg")).read_bytes())
     ensure_dagster_home(env)
     with build_resources(resources_from_env()) as resources:  # both "first" ingests find this batch unfinished
         resources.storage.catalog.register_collection("first", first)
         assert scan_collection(resources.storage.catalog, "first").new_batches == ["first-000001"]
-    pids = [launcher.start_ingest(first, "first"), launcher.start_ingest(first, "first"), launcher.start_ingest(second, "second")]
+    pids = [
+        launcher.start_ingest(first, "first"),
+        launcher.start_ingest(first, "first"),
+        launcher.start_ingest(second, "second"),
+    ]
     for pid in pids:
         assert launcher.wait(pid) == 0, launcher.output(pid)
     runs = DagsterInstance.get().get_runs()
-    assert sorted(r.tags[ASSET_PARTITION_RANGE_START_TAG] for r in runs) == ["first-000001", "first-000001", "second-000001"]
+    assert sorted(r.tags[ASSET_PARTITION_RANGE_START_TAG] for r in runs) == [
+        "first-000001",
+        "first-000001",
+        "second-000001",
+    ]
     assert_one_point_per_unique_content(env, "first", 8)
     assert_one_point_per_unique_content(env, "second", 9)  # the same content in two collections is two points
     with build_resources(resources_from_env()) as resources:
@@ -47,7 +55,9 @@ def test_two_collections_and_two_runs_of_one_partition_at_once(env: Path, tmp_pa
     assert set(DagsterInstance.get().get_dynamic_partitions(PARTITIONS_NAME)) == {"first-000001", "second-000001"}
 
 
-def test_sensor_tick_while_a_run_of_the_same_collection_is_in_flight(env: Path, tmp_path: Path, launcher: Launcher) -> None:
+def test_sensor_tick_while_a_run_of_the_same_collection_is_in_flight(
+    env: Path, tmp_path: Path, launcher: Launcher
+) -> None:
     folder = tmp_path / "live"
     generate_folder(folder, 8, "small")
     ensure_dagster_home(env)

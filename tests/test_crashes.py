@@ -15,13 +15,21 @@ from inspection import catalog_rows, index_points
 from PIL import Image
 from processes import Launcher, step_events, wait_for_step_start
 
-from pixel_detective_dagster.artifacts import read_vectors
-from pixel_detective_dagster.ingest import ensure_dagster_home
-from pixel_detective_dagster.sample_images import generate_folder
-from pixel_detective_dagster.vector_index import point_id
+from pixel_detective_dagster.app.ingest import ensure_dagster_home
+from pixel_detective_dagster.index.vector_index import point_id
+from pixel_detective_dagster.samples.images import generate_folder
+from pixel_detective_dagster.storage.artifacts import read_vectors
 
 # In execution order: every crash leaves the state of the previous ones behind for the next run.
-STEPS = ["image_manifest", "thumbnails", "clip_embeddings", "blip_captions", "vector_index", "umap_projection", "image_clusters"]
+STEPS = [
+    "image_manifest",
+    "thumbnails",
+    "clip_embeddings",
+    "blip_captions",
+    "vector_index",
+    "umap_projection",
+    "image_clusters",
+]
 FINISHED = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
 
 
@@ -56,7 +64,7 @@ def assert_no_half_files(home: Path) -> None:
 def test_sigkill_inside_each_asset_then_rerun(env: Path, tmp_path: Path, launcher: Launcher) -> None:
     folder = tmp_path / "photos"
     generate_folder(folder, 12, "small")
-    (folder / "copy.jpg").write_bytes(sorted(folder.glob("*.jpg"))[0].read_bytes())
+    (folder / "copy.jpg").write_bytes(min(folder.glob("*.jpg")).read_bytes())
     (folder / "broken.jpg").write_bytes(encoded(picture(1), "JPEG")[:500])
     ensure_dagster_home(env)
     instance = DagsterInstance.get()

@@ -16,11 +16,11 @@ from dagster._core.instance.config import dagster_instance_config_schema
 from dagster_docker import DockerRunLauncher
 from dagster_postgres import DagsterPostgresStorage
 
-from pixel_detective_dagster.assets import ALL_ASSETS
-from pixel_detective_dagster.ingest import ensure_dagster_home
-from pixel_detective_dagster.instance_config import install_instance_config, template_text
-from pixel_detective_dagster.layout import PARTITIONS_NAME
-from pixel_detective_dagster.resources import resources_from_env
+from pixel_detective_dagster.app.ingest import ensure_dagster_home
+from pixel_detective_dagster.app.instance_config import install_instance_config, template_text
+from pixel_detective_dagster.defs.assets import ALL_ASSETS
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SECTIONS = ["concurrency", "run_monitoring", "retention", "telemetry"]
@@ -85,8 +85,9 @@ def test_compose_wires_postgres_daemon_webserver_user_code_and_qdrant() -> None:
 
 def dg(*args: str) -> subprocess.CompletedProcess:
     command = [str(Path(sys.executable).parent / "dg"), *args]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
-                          timeout=300)  # fmt: skip
+    return subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300
+    )
 
 
 def test_dg_lists_the_definitions_and_launches_a_batch(env: Path, registered_batches: list[str]) -> None:

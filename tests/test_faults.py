@@ -14,10 +14,10 @@ from inspection import catalog_rows, files_containing, index_points
 from PIL import Image
 from processes import Launcher
 
-from pixel_detective_dagster.assets import ALL_ASSETS
-from pixel_detective_dagster.ingest import ensure_dagster_home, failure_reason, ingest
-from pixel_detective_dagster.layout import PARTITIONS_NAME
-from pixel_detective_dagster.resources import resources_from_env
+from pixel_detective_dagster.app.ingest import ensure_dagster_home, failure_reason, ingest
+from pixel_detective_dagster.defs.assets import ALL_ASSETS
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
 
 SECRET = "qdrant-key-must-never-leak-93ab1e"
 
@@ -67,7 +67,7 @@ def tiny_disk(env: Path) -> Path:
 
 
 def test_disk_full_while_writing_thumbnails(env: Path, tiny_disk: Path, tmp_path: Path) -> None:
-    from pixel_detective_dagster.sample_images import generate_folder
+    from pixel_detective_dagster.samples.images import generate_folder
 
     folder = tmp_path / "big"
     generate_folder(folder, 12, "small")
@@ -96,7 +96,7 @@ def test_model_load_failure_fails_the_model_step_and_indexes_nothing(
     monkeypatch.setenv("PIXEL_DETECTIVE_CLIP_MODEL", str(broken))
     from dagster import build_resources
 
-    from pixel_detective_dagster.scanning import scan_collection
+    from pixel_detective_dagster.catalog.scanning import scan_collection
 
     with build_resources(resources_from_env()) as resources:
         resources.storage.catalog.register_collection("pics", photos)
@@ -104,8 +104,9 @@ def test_model_load_failure_fails_the_model_step_and_indexes_nothing(
     ensure_dagster_home(env)
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
-    result = materialize(ALL_ASSETS, partition_key=key, instance=instance, resources=resources_from_env(),
-                         raise_on_error=False)  # fmt: skip
+    result = materialize(
+        ALL_ASSETS, partition_key=key, instance=instance, resources=resources_from_env(), raise_on_error=False
+    )
     assert not result.success
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     assert failure.step_key == "clip_embeddings"

@@ -18,14 +18,14 @@ import tifffile
 from PIL import Image
 
 from benchmarks.large_images import panorama, peak_rss
-from pixel_detective_dagster.formats import plugins
-from pixel_detective_dagster.formats.budget import DecodeBudget
-from pixel_detective_dagster.formats.raw import decode_raw
-from pixel_detective_dagster.formats.sniff import sniff
-from pixel_detective_dagster.imaging import ImageError, _to_rgb, decode_rgb, make_thumbnail, probe
-from pixel_detective_dagster.manifests import inspect_file
-from pixel_detective_dagster.sample_images import photo, variant
-from pixel_detective_dagster.sample_raw import write_dng
+from pixel_detective_dagster.media.formats import plugins
+from pixel_detective_dagster.media.formats.budget import DecodeBudget
+from pixel_detective_dagster.media.formats.raw import decode_raw
+from pixel_detective_dagster.media.formats.sniff import sniff
+from pixel_detective_dagster.media.imaging import ImageError, _to_rgb, decode_rgb, make_thumbnail, probe
+from pixel_detective_dagster.media.manifests import inspect_file
+from pixel_detective_dagster.samples.images import photo, variant
+from pixel_detective_dagster.samples.raw import write_dng
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 200, 40), (30, 40, 220)
 
@@ -71,15 +71,26 @@ def encoded(img: Image.Image, fmt: str, **options: object) -> bytes:
 def test_dng_uses_embedded_preview_upright_with_exif(tmp_path: Path) -> None:
     import rawpy
 
-    path = write_dng(stripes((1200, 800)), tmp_path / "IMG_0001.dng", preview_side=1024, orientation=6,
-                     make="Sony", model="ILCE-7M4", taken="2024:05:17 09:30:00")  # fmt: skip
+    path = write_dng(
+        stripes((1200, 800)),
+        tmp_path / "IMG_0001.dng",
+        preview_side=1024,
+        orientation=6,
+        make="Sony",
+        model="ILCE-7M4",
+        taken="2024:05:17 09:30:00",
+    )
     data = path.read_bytes()
     with rawpy.imread(str(path)) as raw:  # LibRaw reads it as a Bayer sensor file
         assert raw.color_desc == b"RGBG" and raw.raw_image.shape == (800, 1200)
     info = probe(data)
     assert (info.format, info.width, info.height) == ("dng", 1200, 800)
-    assert info.exif == {"taken_at": "2024-05-17T09:30:00", "camera_make": "Sony", "camera_model": "ILCE-7M4",
-                         "orientation": 6}  # fmt: skip
+    assert info.exif == {
+        "taken_at": "2024-05-17T09:30:00",
+        "camera_make": "Sony",
+        "camera_model": "ILCE-7M4",
+        "orientation": 6,
+    }
     img, route = decode_raw(data, 384)
     assert route == "preview" and min(img.size) >= 384
     assert_upright_after_orientation_6(img)
@@ -131,10 +142,13 @@ def test_raw_containers_are_recognised_by_content() -> None:
 # --- optional extras missing ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("plugin", "name", "make"), [
-    ("raw", "IMG_0002.dng", lambda p: write_dng(stripes(), p)),
-    ("heif", "IMG_0003.heic", lambda p: p.write_bytes(encoded(stripes(), "HEIF"))),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("plugin", "name", "make"),
+    [
+        ("raw", "IMG_0002.dng", lambda p: write_dng(stripes(), p)),
+        ("heif", "IMG_0003.heic", lambda p: p.write_bytes(encoded(stripes(), "HEIF"))),
+    ],
+)
 def test_missing_extra_is_recorded_with_the_extra_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugin: str, name: str, make: object
 ) -> None:
@@ -153,8 +167,9 @@ def test_missing_extra_is_recorded_with_the_extra_to_install(
 # --- HEIC, AVIF, JPEG XL ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fmt", "plugin", "recorded"), [("HEIF", "heif", "heif"), ("AVIF", "avif", "avif"),
-                                                          ("JXL", "jxl", "jxl")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("fmt", "plugin", "recorded"), [("HEIF", "heif", "heif"), ("AVIF", "avif", "avif"), ("JXL", "jxl", "jxl")]
+)
 def test_modern_formats_upright_with_exif(fmt: str, plugin: str, recorded: str) -> None:
     plugins.load(plugin)
     data = encoded(stripes(), fmt, exif=camera_exif(6), quality=90)
@@ -201,7 +216,7 @@ def test_panorama_is_not_a_bomb_and_decodes_in_bounded_memory(tmp_path: Path) ->
 
 @pytest.mark.parametrize("mode", ["RGB16", "GREY16", "RGB8"])
 def test_uncompressed_tiff_reduced_in_bands_equals_whole_frame(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
-    from pixel_detective_dagster.formats import banded
+    from pixel_detective_dagster.media.formats import banded
 
     rgb = np.asarray(variant(photo("coffee.png"), 0, (1501, 997)), dtype=np.uint16)
     pixels = {"RGB16": rgb * 257, "GREY16": rgb[..., 1] * 257, "RGB8": rgb.astype(np.uint8)}[mode]
@@ -244,7 +259,7 @@ def test_decode_budget_serialises_big_frames_but_never_blocks_a_lone_one() -> No
 
 
 def test_library_of_every_format_ingests_upright(env: Path, tmp_path: Path) -> None:
-    from pixel_detective_dagster.ingest import ingest
+    from pixel_detective_dagster.app.ingest import ingest
     from tests.test_pipeline import index_points
 
     plugins.load("heif")
@@ -270,9 +285,18 @@ def test_library_of_every_format_ingests_upright(env: Path, tmp_path: Path) -> N
     assert report.success and report.failures == []
     points = {p["path"]: p for p in index_points("every").values()}
     assert set(points) == {
-        "cat.jpg", "sideways.jpg", "raw/cat_preview.dng", "raw/cat_sensor.dng", "scan16.tif",
-        "phone/cat.heic", "phone/cat.avif", "phone/cat.jxl", "anim.gif", "anim.webp", "anim.png",
-    }  # fmt: skip
+        "cat.jpg",
+        "sideways.jpg",
+        "raw/cat_preview.dng",
+        "raw/cat_sensor.dng",
+        "scan16.tif",
+        "phone/cat.heic",
+        "phone/cat.avif",
+        "phone/cat.jxl",
+        "anim.gif",
+        "anim.webp",
+        "anim.png",
+    }
     raw = points["raw/cat_preview.dng"]
     assert (raw["format"], raw["camera_make"], raw["camera_model"], raw["orientation"]) == ("dng", "Nikon", "Z 8", 6)
     assert raw["taken_at"] == "2024-05-17T09:30:00"

@@ -10,9 +10,17 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from pixel_detective_dagster.vector_index import (
-    EdgeIndex, IndexPoint, IndexSettings, SearchFilters, ServerIndex, VectorIndex, folders_of, point_id, vector_name,
-)  # fmt: skip
+from pixel_detective_dagster.index.vector_index import (
+    EdgeIndex,
+    IndexPoint,
+    IndexSettings,
+    SearchFilters,
+    ServerIndex,
+    VectorIndex,
+    folders_of,
+    point_id,
+    vector_name,
+)
 
 MODEL = "open_clip:test-arch:abc123:fp32"
 DIM = 8
@@ -33,8 +41,11 @@ def axis(i: int, tilt: float = 0.0, towards: int | None = None) -> np.ndarray:
 
 def point(name: str, vector: np.ndarray, caption: str, **payload: object) -> IndexPoint:
     path = str(payload.pop("path", f"{name}.jpg"))
-    return IndexPoint(point_id("t", name), vector, {"hash": name, "caption": caption, "path": path, "paths": [path],
-                                                    "folders": folders_of([path]), **payload})  # fmt: skip
+    return IndexPoint(
+        point_id("t", name),
+        vector,
+        {"hash": name, "caption": caption, "path": path, "paths": [path], "folders": folders_of([path]), **payload},
+    )
 
 
 Factory = Callable[..., VectorIndex]
@@ -53,14 +64,44 @@ def make_index(request: pytest.FixtureRequest, tmp_path: Path) -> Factory:
 
 
 LIBRARY = [
-    point("beach", axis(0), "a dog running on the beach", taken_at="2024-01-10T12:00:00", camera_make="Canon",
-          camera_model="EOS R5", width=4000, height=3000, cluster=0, path="2024/summer/beach.jpg"),
-    point("sofa", axis(0, 0.3), "a cat asleep on a sofa", taken_at="2024-02-11T09:30:00", camera_make="Canon",
-          camera_model="EOS R5", width=1200, height=900, cluster=0, path="2024/home/sofa.jpg"),
-    point("car", axis(2), "a red car parked in the city", taken_at="2023-07-01T18:00:00", camera_make="Apple",
-          camera_model="iPhone 12", width=640, height=480, cluster=1, path="2023/city/car.jpg"),
+    point(
+        "beach",
+        axis(0),
+        "a dog running on the beach",
+        taken_at="2024-01-10T12:00:00",
+        camera_make="Canon",
+        camera_model="EOS R5",
+        width=4000,
+        height=3000,
+        cluster=0,
+        path="2024/summer/beach.jpg",
+    ),
+    point(
+        "sofa",
+        axis(0, 0.3),
+        "a cat asleep on a sofa",
+        taken_at="2024-02-11T09:30:00",
+        camera_make="Canon",
+        camera_model="EOS R5",
+        width=1200,
+        height=900,
+        cluster=0,
+        path="2024/home/sofa.jpg",
+    ),
+    point(
+        "car",
+        axis(2),
+        "a red car parked in the city",
+        taken_at="2023-07-01T18:00:00",
+        camera_make="Apple",
+        camera_model="iPhone 12",
+        width=640,
+        height=480,
+        cluster=1,
+        path="2023/city/car.jpg",
+    ),
     point("moon", axis(3), "the full moon at night", width=800, height=800, cluster=1, path="misc/moon.jpg"),
-]  # fmt: skip
+]
 
 
 def names(hits: list) -> list[str]:
@@ -140,10 +181,18 @@ def test_hybrid_beats_either_ranking_alone(make_index: Factory) -> None:
 
 def test_near_duplicate_pairs(make_index: Factory) -> None:
     index = make_index()
-    index.upsert([point("a", axis(1), "x"), point("a2", axis(1, 0.02, towards=4), "x"), point("b", axis(2), "y"),
-                  point("c", axis(2, 0.5, towards=3), "z")])  # fmt: skip
+    index.upsert(
+        [
+            point("a", axis(1), "x"),
+            point("a2", axis(1, 0.02, towards=4), "x"),
+            point("b", axis(2), "y"),
+            point("c", axis(2, 0.5, towards=3), "z"),
+        ]
+    )
     pairs = index.near_duplicates(0.99)
-    assert [(sorted((a, b)), round(s, 3)) for a, b, s in pairs] == [(sorted((point_id("t", "a"), point_id("t", "a2"))), 1.0)]
+    assert [(sorted((a, b)), round(s, 3)) for a, b, s in pairs] == [
+        (sorted((point_id("t", "a"), point_id("t", "a2"))), 1.0)
+    ]
     assert len(index.near_duplicates(0.8)) == 2
 
 
@@ -152,7 +201,9 @@ def test_each_clip_model_has_its_own_vector_slot(make_index: Factory) -> None:
     first.upsert([point("old", axis(0), "old model")])
     second = make_index(model="open_clip:other-arch:def456:fp16")
     second.upsert([point("new", axis(1), "new model")])
-    assert sorted(second.vector_names()) == sorted([vector_name(MODEL), vector_name("open_clip:other-arch:def456:fp32")])
+    assert sorted(second.vector_names()) == sorted(
+        [vector_name(MODEL), vector_name("open_clip:other-arch:def456:fp32")]
+    )
     assert names(first.search(axis(1), 5)) == ["old"]  # the other model's vectors never answer
     assert names(second.search(axis(0), 5)) == ["new"]
     with pytest.raises(ValueError, match="several CLIP models"):

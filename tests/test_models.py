@@ -12,23 +12,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from dagster import AssetKey, DagsterInstance, build_resources, materialize
+from dagster import DagsterInstance, build_resources, materialize
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 from PIL import Image
 
-from pixel_detective_dagster.assets import ALL_ASSETS, blip_captions, clip_embeddings, image_manifest, thumbnails
-from pixel_detective_dagster.assets.models import model_versioned_assets
-from pixel_detective_dagster.imaging import content_hash, decode_rgb
-from pixel_detective_dagster.inference import prefetched, run_over_contents
-from pixel_detective_dagster.layout import PARTITIONS_NAME
+from pixel_detective_dagster.catalog.scanning import scan_collection
+from pixel_detective_dagster.defs.assets import ALL_ASSETS, blip_captions, clip_embeddings, image_manifest, thumbnails
+from pixel_detective_dagster.defs.assets.models import model_versioned_assets
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.media.imaging import content_hash, decode_rgb
 from pixel_detective_dagster.models.batching import AdaptiveBatcher, batch_size_for, probe_batch_size
 from pixel_detective_dagster.models.captioner import Generation, load_captioner
 from pixel_detective_dagster.models.clip import ClipEncoder, load_clip
+from pixel_detective_dagster.models.inference import prefetched, run_over_contents
 from pixel_detective_dagster.models.registry import ModelLoadError
 from pixel_detective_dagster.models.tiny import make_tiny_clip
-from pixel_detective_dagster.resources import resources_from_env
-from pixel_detective_dagster.scanning import scan_collection
+from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
 
 CPU = torch.device("cpu")
 
@@ -114,9 +114,14 @@ def test_mixed_sizes_and_modes_in_one_batch(clip: ClipEncoder, tiny_models: dict
     calls: list[int] = []
     batcher = AdaptiveBatcher(ceiling=8, device=CPU)
     outcome = run_over_contents(
-        root, list(items.items()), {}, clip.prepare,
-        lambda pixels: batcher.run(out_of_memory_above(3, clip.encode_images, calls), pixels), batch_size=8, workers=3,
-    )  # fmt: skip
+        root,
+        list(items.items()),
+        {},
+        clip.prepare,
+        lambda pixels: batcher.run(out_of_memory_above(3, clip.encode_images, calls), pixels),
+        batch_size=8,
+        workers=3,
+    )
     assert set(outcome.failures.values()) and items[next(iter(outcome.failures))] == "broken.jpg"
     assert len(outcome.results) == 7 and sum(calls) == 7
     for content, name in items.items():  # each vector belongs to its own image, whatever the batching
@@ -131,9 +136,13 @@ def test_mixed_sizes_and_modes_in_one_batch(clip: ClipEncoder, tiny_models: dict
     for kind in ("blip", "git"):  # two captioner architectures through the same generic transformers path
         captioner = load_captioner(str(tiny_models[kind]), device="cpu")[0]
         captions = run_over_contents(
-            root, list(items.items()), {}, captioner.prepare,
-            captioner.caption_batch, batch_size=4,
-        )  # fmt: skip
+            root,
+            list(items.items()),
+            {},
+            captioner.prepare,
+            captioner.caption_batch,
+            batch_size=4,
+        )
         assert len(captions.results) == 7 and len(captions.failures) == 1
         assert all(text and text[0].isupper() and text == text.strip() for text in captions.results.values())
 
@@ -151,24 +160,30 @@ def test_prefetch_never_waits_on_one_slow_decode() -> None:
     assert waited[0] > 0
 
 
-def test_captions_batched_with_configurable_generation(tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_captions_batched_with_configurable_generation(
+    tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PIXEL_DETECTIVE_CAPTION_MODEL", str(tiny_models["blip"]))
     monkeypatch.setenv("PIXEL_DETECTIVE_DEVICE", "cpu")
     monkeypatch.setenv("PIXEL_DETECTIVE_CAPTION_BEAMS", "2")
     monkeypatch.setenv("PIXEL_DETECTIVE_CAPTION_MAX_TOKENS", "6")
     monkeypatch.setenv("PIXEL_DETECTIVE_CAPTION_PROMPT", "a photo of")
     with build_resources(resources_from_env()) as resources:
-        captioner, loaded = resources.caption_model.load()
+        captioner, _loaded = resources.caption_model.load()
     assert captioner.generation == Generation(6, 2, "a photo of")
     assert re.search(r"^transformers:blip:blip:[0-9a-f]{12}:fp32:beam2-max6-prompt[0-9a-f]{8}$", captioner.identity)
     greedy = captioner.with_generation(Generation(max_new_tokens=6))
     assert greedy.identity != captioner.identity and greedy.batcher is captioner.batcher
     pixels = torch.randn(3, 3, captioner.image_size, captioner.image_size)
     for texts in (captioner.caption_batch(pixels), greedy.caption_batch(pixels)):
-        assert len(texts) == 3 and all(t and len(t.split()) <= 6 and not t.lower().startswith("a photo of") for t in texts)
+        assert len(texts) == 3 and all(
+            t and len(t.split()) <= 6 and not t.lower().startswith("a photo of") for t in texts
+        )
 
 
-def test_load_once_and_errors_name_the_setting(tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_once_and_errors_name_the_setting(
+    tiny_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = load_clip(str(tiny_models["clip"]), device="cpu")
     again = load_clip(str(tiny_models["clip"]), device="cpu")
     assert again[0] is first[0] and again[2] is True and again[1] == first[1]
@@ -197,10 +212,15 @@ def test_quantized_cpu_model_has_its_own_identity(clip: ClipEncoder, tiny_models
 
 def _status(instance: DagsterInstance, assets: list, key: str) -> dict[str, StaleStatus]:
     resolver = get_stale_status_resolver(instance, assets)
-    return {a.key.path[-1]: resolver.get_status(a.key, key) for a in (image_manifest, thumbnails, clip_embeddings, blip_captions)}
+    return {
+        a.key.path[-1]: resolver.get_status(a.key, key)
+        for a in (image_manifest, thumbnails, clip_embeddings, blip_captions)
+    }
 
 
-def test_model_change_marks_only_model_assets_stale(env: Path, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_change_marks_only_model_assets_stale(
+    env: Path, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     instance = DagsterInstance.ephemeral()
     with build_resources(resources_from_env()) as resources:
         resources.storage.catalog.register_collection("pics", photos)
@@ -209,11 +229,18 @@ def test_model_change_marks_only_model_assets_stale(env: Path, photos: Path, tmp
     selection = [image_manifest, thumbnails, clip_embeddings, blip_captions]
 
     def run(assets: list, chosen: list) -> dict[str, str]:
-        result = materialize(assets, selection=[a.key for a in chosen], partition_key=key, instance=instance,
-                             resources=resources_from_env())  # fmt: skip
+        result = materialize(
+            assets,
+            selection=[a.key for a in chosen],
+            partition_key=key,
+            instance=instance,
+            resources=resources_from_env(),
+        )
         assert result.success
-        return {str(e.asset_key.path[-1]): e.step_materialization_data.materialization.tags.get("dagster/data_version")
-                for e in result.get_asset_materialization_events()}  # fmt: skip
+        return {
+            str(e.asset_key.path[-1]): e.step_materialization_data.materialization.tags.get("dagster/data_version")
+            for e in result.get_asset_materialization_events()
+        }
 
     before_assets = model_versioned_assets(ALL_ASSETS, resources_from_env())
     first = run(before_assets, selection)
@@ -222,12 +249,18 @@ def test_model_change_marks_only_model_assets_stale(env: Path, photos: Path, tmp
     other = make_tiny_clip(tmp_path / "other_clip")  # same architecture, other weights
     monkeypatch.setenv("PIXEL_DETECTIVE_CLIP_MODEL", str(other))
     after_assets = model_versioned_assets(ALL_ASSETS, resources_from_env())
-    codes = [next(a for a in assets if a.key == clip_embeddings.key).code_versions_by_key[clip_embeddings.key]
-             for assets in (before_assets, after_assets)]  # fmt: skip
+    codes = [
+        next(a for a in assets if a.key == clip_embeddings.key).code_versions_by_key[clip_embeddings.key]
+        for assets in (before_assets, after_assets)
+    ]
     assert codes[0] != codes[1]
     status = _status(instance, after_assets, key)
-    assert status == {"image_manifest": StaleStatus.FRESH, "thumbnails": StaleStatus.FRESH,
-                      "clip_embeddings": StaleStatus.STALE, "blip_captions": StaleStatus.FRESH}  # fmt: skip
+    assert status == {
+        "image_manifest": StaleStatus.FRESH,
+        "thumbnails": StaleStatus.FRESH,
+        "clip_embeddings": StaleStatus.STALE,
+        "blip_captions": StaleStatus.FRESH,
+    }
 
     second = run(after_assets, [clip_embeddings])  # only the stale asset re-materializes
     assert second["clip_embeddings"] != first["clip_embeddings"]

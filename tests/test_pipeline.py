@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from dagster import build_resources
 
-from pixel_detective_dagster.cli import main
-from pixel_detective_dagster.ingest import ingest
-from pixel_detective_dagster.resources import resources_from_env
-from pixel_detective_dagster.sample_images import generate_folder
-from pixel_detective_dagster.vector_index import point_id
+from pixel_detective_dagster.app.cli import main
+from pixel_detective_dagster.app.ingest import ingest
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.index.vector_index import point_id
+from pixel_detective_dagster.samples.images import generate_folder
 
 
 def index_points(collection: str = "pics") -> dict[str, dict]:
@@ -33,7 +33,7 @@ def feature_rows(home: Path) -> int:
 def test_full_graph_then_incremental_changes(env: Path, photos: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # duplicates: the same bytes under two names, in two folders
     (photos / "sub").mkdir()
-    original = sorted(photos.glob("*.jpg"))[0]
+    original = min(photos.glob("*.jpg"))
     (photos / "sub" / "dup.jpg").write_bytes(original.read_bytes())
     # bad files: corrupt (truncated), empty, non-image with an image extension
     good = sorted(photos.glob("*.jpg"))[1].read_bytes()
@@ -97,14 +97,15 @@ def test_search_text_and_image(env: Path, photos: Path, capsys: pytest.CaptureFi
     assert len(out["results"]) == 3 and out["not_semantic"] is True
     scores = [r["score"] for r in out["results"]]
     assert scores == sorted(scores, reverse=True)
-    query = sorted(photos.glob("*.jpg"))[0]
+    query = min(photos.glob("*.jpg"))
     assert main(["search", "--image", str(query), "--collection", "pics", "--json"]) == 0
     best = json.loads(capsys.readouterr().out)["results"][0]
     assert best["path"] == str(query) and best["score"] > 0.999
 
 
-def test_unloadable_real_weights_fail_with_named_settings(env: Path, photos: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_unloadable_real_weights_fail_with_named_settings(
+    env: Path, photos: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("PIXEL_DETECTIVE_CLIP_MODEL", "ViT-B-32")
     assert main(["ingest", str(photos), "--collection", "pics"]) == 2

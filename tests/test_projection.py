@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from dagster import DagsterInstance, build_resources, materialize
 
-from pixel_detective_dagster.layout import PARTITIONS_NAME, DataLayout
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.index.vector_index import IndexPoint, point_id
 from pixel_detective_dagster.projection import (
     EngineUnavailableError,
     ModelStore,
@@ -28,8 +29,7 @@ from pixel_detective_dagster.projection.cpu import CpuEngine
 from pixel_detective_dagster.projection.incremental import SavedModel
 from pixel_detective_dagster.projection.labels import label_map
 from pixel_detective_dagster.projection.synthetic import clustered_vectors
-from pixel_detective_dagster.resources import resources_from_env
-from pixel_detective_dagster.vector_index import IndexPoint, point_id
+from pixel_detective_dagster.storage.layout import PARTITIONS_NAME, DataLayout
 
 SETTINGS = ProjectionSettings(seed=0)
 ENGINES_HERE = ["cpu"] + (["cuml"] if cuml_status()[0] else [])
@@ -161,15 +161,23 @@ def test_new_batch_is_transformed_onto_the_saved_map_then_refit_past_the_fractio
 def test_refit_on_request_engine_change_and_sample_fit(tmp_path: Path, data: tuple[np.ndarray, np.ndarray]) -> None:
     saved = SavedModel(Reducer("cuml", 96, "umap"), 100, "f")
     assert plan_update(saved, 110, 96, "cpu", False, 0.5) == (
-        "fit", "the saved model was fitted by the cuml engine, this run uses cpu")  # fmt: skip
+        "fit",
+        "the saved model was fitted by the cuml engine, this run uses cpu",
+    )
     assert plan_update(saved, 110, 512, "cuml", False, 0.5)[0] == "fit"
     assert plan_update(saved, 110, 96, "cuml", True, 0.5) == ("fit", "refit requested")
     assert plan_update(saved, 110, 96, "cuml", False, 0.05)[0] == "fit"
     assert plan_update(saved, 90, 96, "cuml", False, 0.5)[0] == "transform"  # shrinking never forces a refit
 
     vectors = data[0][:300]
-    sampled = update_map(ids_of(300), vectors, None, ModelStore(tmp_path / "m.joblib"), CpuEngine(),
-                         ProjectionSettings(seed=0, fit_sample=120))  # fmt: skip
+    sampled = update_map(
+        ids_of(300),
+        vectors,
+        None,
+        ModelStore(tmp_path / "m.joblib"),
+        CpuEngine(),
+        ProjectionSettings(seed=0, fit_sample=120),
+    )
     assert sampled.mode == "fit" and "fitted on a sample of 120 of 300 points" in sampled.reason
     assert sampled.counts() == {"fit": 120, "transform": 180, "kept": 0}
     assert sampled.trustworthiness is not None and sampled.trustworthiness > 0.9
@@ -193,11 +201,15 @@ def test_trustworthiness_is_high_for_a_map_of_clustered_data_and_low_for_noise(
 
 def test_cluster_names_are_the_words_that_set_a_cluster_apart() -> None:
     captions = [
-        "a dog running on the beach on a sunny day", "a brown dog playing with a ball on the beach",
-        "arafed dog lying on the beach sand", "a red car parked on a sunny street",
-        "a blue car driving down the street", "an old car on the street at night",
-        "a blurry picture of something sunny", None,
-    ]  # fmt: skip
+        "a dog running on the beach on a sunny day",
+        "a brown dog playing with a ball on the beach",
+        "arafed dog lying on the beach sand",
+        "a red car parked on a sunny street",
+        "a blue car driving down the street",
+        "an old car on the street at night",
+        "a blurry picture of something sunny",
+        None,
+    ]
     labels = np.array([0, 0, 0, 1, 1, 1, -1, -1])
     names = cluster_names(labels, captions)
     assert names[0].split(", ")[:2] == ["beach", "dog"]
@@ -227,25 +239,38 @@ def test_label_map_names_clusters_and_flags_outliers(clusterer: str) -> None:
 def test_assets_write_coordinates_clusters_and_quality_then_transform_the_next_batch(
     env: Path, data: tuple[np.ndarray, np.ndarray]
 ) -> None:
-    from pixel_detective_dagster.assets.maps import image_clusters, umap_projection
+    from pixel_detective_dagster.defs.assets.maps import image_clusters, umap_projection
 
     vectors, truth = data
     words = ["harbour boats", "forest trail", "city skyline", "birthday cake", "snowy mountain"]
     resources = resources_from_env()
     with build_resources(resources) as r:
-        index = r.vector_index.for_collection(r.storage.layout, "maps", dim=vectors.shape[1], model="open_clip:synthetic:none:fp32")
+        index = r.vector_index.for_collection(
+            r.storage.layout, "maps", dim=vectors.shape[1], model="open_clip:synthetic:none:fp32"
+        )
 
         def add(rows: range) -> None:
-            index.upsert([IndexPoint(point_id("maps", f"h{i}"), vectors[i], {"hash": f"h{i}", "path": f"{i}.jpg",
-                          "caption": f"a photo of {words[truth[i]]}"}) for i in rows])  # fmt: skip
+            index.upsert(
+                [
+                    IndexPoint(
+                        point_id("maps", f"h{i}"),
+                        vectors[i],
+                        {"hash": f"h{i}", "path": f"{i}.jpg", "caption": f"a photo of {words[truth[i]]}"},
+                    )
+                    for i in rows
+                ]
+            )
 
         def run(key: str) -> dict:
             instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
-            result = materialize([umap_projection, image_clusters], partition_key=key, resources=resources,
-                                 instance=instance)  # fmt: skip
+            result = materialize(
+                [umap_projection, image_clusters], partition_key=key, resources=resources, instance=instance
+            )
             assert result.success
-            return {e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
-                    for e in result.get_asset_materialization_events()}  # fmt: skip
+            return {
+                e.asset_key.path[-1]: {k: v.value for k, v in e.materialization.metadata.items()}
+                for e in result.get_asset_materialization_events()
+            }
 
         instance = DagsterInstance.ephemeral()
         add(range(200))
@@ -253,12 +278,28 @@ def test_assets_write_coordinates_clusters_and_quality_then_transform_the_next_b
         umap_meta, cluster_meta = first["umap_projection"], first["image_clusters"]
         assert umap_meta["maps/mode"] == "fit" and umap_meta["maps/trustworthiness"] > 0.9
         assert umap_meta["engine"] == choose_engine().name and "cuML" in umap_meta["engine_reason"]
-        assert cluster_meta["maps/density_clusters"] >= 3 and "| cluster | name | points |" in cluster_meta["maps/cluster_names"]
+        assert (
+            cluster_meta["maps/density_clusters"] >= 3
+            and "| cluster | name | points |" in cluster_meta["maps/cluster_names"]
+        )
         before = {p.id: p.payload for p in index.all_points(with_vectors=False)}
-        assert all({"umap_x", "umap_y", "cluster", "cluster_name", "outlier", "kmeans_cluster"} <= set(p)
-                   for p in before.values())  # fmt: skip
+        assert all(
+            {"umap_x", "umap_y", "cluster", "cluster_name", "outlier", "kmeans_cluster"} <= set(p)
+            for p in before.values()
+        )
         named = {p["cluster_name"].split(", ")[0] for p in before.values() if p["cluster"] >= 0}
-        assert named <= {"harbour", "boats", "forest", "trail", "city", "skyline", "birthday", "cake", "snowy", "mountain"}
+        assert named <= {
+            "harbour",
+            "boats",
+            "forest",
+            "trail",
+            "city",
+            "skyline",
+            "birthday",
+            "cake",
+            "snowy",
+            "mountain",
+        }
 
         add(range(200, 240))
         add(range(1))  # re-upserted as a duplicate's content would be: its payload loses the map fields

@@ -12,8 +12,8 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
-from pixel_detective_dagster.ingest import ensure_dagster_home
-from pixel_detective_dagster.run_recovery import PID_TAG, owner_tags, process_alive, release_orphaned_runs
+from pixel_detective_dagster.app.ingest import ensure_dagster_home
+from pixel_detective_dagster.app.run_recovery import PID_TAG, owner_tags, process_alive, release_orphaned_runs
 
 
 def test_zombie_and_exited_processes_are_not_alive() -> None:
@@ -34,8 +34,12 @@ def test_orphaned_run_is_failed_and_its_gpu_slot_freed(tmp_path: Path, monkeypat
     running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         orphan, busy = (
-            create_run_for_test(instance, job_name="ingest_batches", status=DagsterRunStatus.STARTED,
-                                tags={**owner_tags(), PID_TAG: str(process.pid)})  # fmt: skip
+            create_run_for_test(
+                instance,
+                job_name="ingest_batches",
+                status=DagsterRunStatus.STARTED,
+                tags={**owner_tags(), PID_TAG: str(process.pid)},
+            )
             for process in (killed, running)
         )
         assert storage.claim_concurrency_slot("gpu", orphan.run_id, "clip_embeddings").is_claimed

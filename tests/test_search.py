@@ -13,10 +13,10 @@ import pytest
 from dagster import build_resources
 from PIL import Image
 
-from pixel_detective_dagster.cli import main
-from pixel_detective_dagster.ingest import ingest
-from pixel_detective_dagster.resources import resources_from_env
-from pixel_detective_dagster.sample_images import generate_folder, write_photo
+from pixel_detective_dagster.app.cli import main
+from pixel_detective_dagster.app.ingest import ingest
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.samples.images import generate_folder, write_photo
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,10 @@ def library(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Pat
         folder = tmp / "photos"
         generate_folder(folder / "trip", 4, "small")
         generate_folder(folder / "home", 3, "small", start=4)
-        original = sorted((folder / "trip").glob("*.jpg"))[0]
-        write_photo(Image.open(original), folder / "home" / "recompressed.jpg", 0, quality=70)  # same picture, new bytes
+        original = min((folder / "trip").glob("*.jpg"))
+        write_photo(
+            Image.open(original), folder / "home" / "recompressed.jpg", 0, quality=70
+        )  # same picture, new bytes
         generate_folder(tmp / "spare", 2, "small", start=20)
         assert ingest(folder, "lib").success and ingest(tmp / "spare", "spare").success
         yield folder
@@ -62,7 +64,9 @@ def test_text_and_hybrid_search(library: Path, capsys: pytest.CaptureFixture[str
     scores = [r["score"] for r in out["results"]]
     assert scores == sorted(scores, reverse=True)
     every = search(capsys, "a photo of a cat", "--limit", "8")
-    assert [r["id"] for r in search(capsys, "a photo of a cat", "--limit", "3", "--offset", "3")] == [r["id"] for r in every[3:6]]
+    assert [r["id"] for r in search(capsys, "a photo of a cat", "--limit", "3", "--offset", "3")] == [
+        r["id"] for r in every[3:6]
+    ]
     assert [r["rank"] for r in search(capsys, "a photo of a cat", "--limit", "2", "--offset", "3")] == [4, 5]
 
     word = every[-1]["caption"].split()[0]  # tiny BLIP captions are random words; use one the last hit has
@@ -102,7 +106,7 @@ def test_filters(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_near_duplicates(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = cli_json(capsys, "search", "--duplicates", "--threshold", "0.98", "--collection", "lib")
     names = [{Path(p["a"]).name, Path(p["b"]).name} for p in out["pairs"]]
-    first = sorted((library / "trip").glob("*.jpg"))[0].name
+    first = min((library / "trip").glob("*.jpg")).name
     assert {first, "recompressed.jpg"} in names
     assert all(p["score"] >= 0.98 for p in out["pairs"])
 

@@ -8,14 +8,27 @@ from pathlib import Path
 import pytest
 from dagster import EnvVar
 
-from pixel_detective_dagster.catalog import Catalog
-from pixel_detective_dagster.cli import main
-from pixel_detective_dagster.imaging import ImageError
-from pixel_detective_dagster.layout import DataLayout, InvalidNameError, parse_batch_key
-from pixel_detective_dagster.manifests import resolve_inside
-from pixel_detective_dagster.resources import resources_from_env
+from pixel_detective_dagster.app.cli import main
+from pixel_detective_dagster.catalog.store import Catalog
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.media.imaging import ImageError
+from pixel_detective_dagster.media.manifests import resolve_inside
+from pixel_detective_dagster.storage.layout import DataLayout, InvalidNameError, parse_batch_key
 
-HOSTILE_NAMES = ["../escape", "a/b", "..", ".hidden", "/etc", "UPPER", "", "x" * 64, "nul\0byte", "new\nline", "-dash", "a b"]
+HOSTILE_NAMES = [
+    "../escape",
+    "a/b",
+    "..",
+    ".hidden",
+    "/etc",
+    "UPPER",
+    "",
+    "x" * 64,
+    "nul\0byte",
+    "new\nline",
+    "-dash",
+    "a b",
+]
 REPO = Path(__file__).resolve().parents[1]
 
 

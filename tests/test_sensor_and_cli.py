@@ -9,10 +9,10 @@ from pathlib import Path
 
 from dagster import DagsterInstance, build_resources, build_sensor_context
 
-from pixel_detective_dagster.layout import PARTITIONS_NAME
-from pixel_detective_dagster.resources import resources_from_env
-from pixel_detective_dagster.sample_images import generate_folder
-from pixel_detective_dagster.sensors import image_folder_sensor
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.defs.sensors import image_folder_sensor
+from pixel_detective_dagster.samples.images import generate_folder
+from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
 
 
 def evaluate(instance: DagsterInstance, cursor: str | None):
@@ -41,7 +41,7 @@ def test_sensor_detects_changes_with_a_small_cursor(env: Path, tmp_path: Path) -
     assert not getattr(result, "run_requests", None)
 
     generate_folder(folder, 1, "small", start=500)  # new file
-    (sorted(folder.glob("*.png"))[0]).unlink()  # deleted file
+    (min(folder.glob("*.png"))).unlink()  # deleted file
     changed = sorted(folder.glob("*.png"))[5]
     changed.write_bytes(changed.read_bytes() + b"\0")  # changed size
     result, cursor = evaluate(instance, cursor)
@@ -54,17 +54,27 @@ def test_sensor_detects_changes_with_a_small_cursor(env: Path, tmp_path: Path) -
 
 
 def test_dagster_asset_materialize_cli_for_a_batch(env: Path, photos: Path) -> None:
-    from pixel_detective_dagster.ingest import ensure_dagster_home
+    from pixel_detective_dagster.app.ingest import ensure_dagster_home
 
     with build_resources(resources_from_env()) as resources:
         resources.storage.catalog.register_collection("pics", photos)
-        from pixel_detective_dagster.scanning import scan_collection
+        from pixel_detective_dagster.catalog.scanning import scan_collection
 
         keys = scan_collection(resources.storage.catalog, "pics").new_batches
     ensure_dagster_home(env)
     DagsterInstance.get().add_dynamic_partitions(PARTITIONS_NAME, keys)
     dagster = Path(sys.executable).parent / "dagster"
-    command = [str(dagster), "asset", "materialize", "-m", "pixel_detective_dagster.definitions", "--select", "*", "--partition", keys[0]]
+    command = [
+        str(dagster),
+        "asset",
+        "materialize",
+        "-m",
+        "pixel_detective_dagster.definitions",
+        "--select",
+        "*",
+        "--partition",
+        keys[0],
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "RUN_SUCCESS" in done.stderr or "RUN_SUCCESS" in done.stdout

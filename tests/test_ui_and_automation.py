@@ -11,10 +11,10 @@ import numpy as np
 from dagster import AssetKey, DagsterInstance, evaluate_automation_conditions, materialize
 from PIL import Image
 
-from pixel_detective_dagster.assets import ALL_ASSETS
-from pixel_detective_dagster.layout import PARTITIONS_NAME
-from pixel_detective_dagster.resources import resources_from_env
-from pixel_detective_dagster.ui_metadata import cluster_map_markdown, contact_sheet_markdown, display_labels
+from pixel_detective_dagster.defs.assets import ALL_ASSETS
+from pixel_detective_dagster.defs.assets.ui_metadata import cluster_map_markdown, contact_sheet_markdown, display_labels
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
 
 MAX_PICTURE_BYTES = 300_000
 UPSTREAM = ["image_manifest", "thumbnails", "clip_embeddings", "blip_captions", "vector_index"]
@@ -67,8 +67,12 @@ def test_assets_read_well_in_the_graph(env: Path) -> None:
         assert node.owners == ["team:pixel-detective"] and node.tags["stage"] == node.group_name
         assert node.kinds and node.description
         groups.setdefault(node.group_name, set()).add(key.to_user_string())
-    assert groups == {"ingest": {"image_manifest", "thumbnails"}, "models": {"clip_embeddings", "blip_captions"},
-                      "index": {"vector_index"}, "maps": set(MAPS)}  # fmt: skip
+    assert groups == {
+        "ingest": {"image_manifest", "thumbnails"},
+        "models": {"clip_embeddings", "blip_captions"},
+        "index": {"vector_index"},
+        "maps": set(MAPS),
+    }
     assert "pytorch" in graph.get(AssetKey("clip_embeddings")).kinds
     assert "qdrant" in graph.get(AssetKey("vector_index")).kinds
     assert defs.resolve_sensor_def("maps_automation_sensor").default_status.value == "RUNNING"
@@ -82,8 +86,9 @@ def test_maps_refresh_themselves_after_a_batch_reaches_the_index(registered_batc
 
     def run(assets: list[str]) -> bool:
         selection = [AssetKey(a) for a in assets]
-        return materialize(ALL_ASSETS, instance=instance, resources=resources_from_env(), selection=selection,
-                           partition_key=key).success  # fmt: skip
+        return materialize(
+            ALL_ASSETS, instance=instance, resources=resources_from_env(), selection=selection, partition_key=key
+        ).success
 
     instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
     tick = evaluate_automation_conditions(defs, instance)  # nothing is there yet: nothing to refresh

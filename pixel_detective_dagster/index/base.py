@@ -6,13 +6,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pixel_detective_dagster.index.points import (
-    Hit, IndexPoint, IndexSettings, SearchFilters, duplicate_pairs, vector_name,
-)  # fmt: skip
+    Hit,
+    IndexPoint,
+    IndexSettings,
+    SearchFilters,
+    duplicate_pairs,
+    vector_name,
+)
 
+SCROLL_PAGE = 1024  # points per scroll request when reading a whole collection
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: rank r contributes 1 / (k + r)
 
 
@@ -69,8 +76,22 @@ class QdrantIndex(ABC):
         """Write one chunk of points, returning once the engine has applied it."""
 
     @abstractmethod
+    def _scroll_page(self, offset: Any, vector: str | None) -> tuple[list[IndexPoint], Any] | None:
+        """Up to ``SCROLL_PAGE`` points from ``offset`` and the next page's offset (``None`` after the last page);
+        ``None`` when the collection does not exist."""
+
     def all_points(self, with_vectors: bool = True) -> list[IndexPoint]:
         """Every point with payload (and this index's dense vector if asked)."""
+        points: list[IndexPoint] = []
+        with self.session():
+            vector = self.vector if with_vectors else None
+            offset = None
+            while (page := self._scroll_page(offset, vector)) is not None:
+                batch, offset = page
+                points += batch
+                if offset is None:
+                    break
+        return points
 
     @abstractmethod
     def retrieve(self, ids: Sequence[str], with_vectors: bool = False) -> list[IndexPoint]:
@@ -89,17 +110,26 @@ class QdrantIndex(ABC):
             for start in range(0, len(points), self.settings.upsert_batch):
                 self._upsert_chunk(points[start : start + self.settings.upsert_batch])
 
-    def search(self, vector: np.ndarray, limit: int, offset: int = 0, filters: SearchFilters | None = None,
-               exclude_ids: Sequence[str] = ()) -> list[Hit]:  # fmt: skip
+    def search(
+        self,
+        vector: np.ndarray,
+        limit: int,
+        offset: int = 0,
+        filters: SearchFilters | None = None,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[Hit]:
         """Nearest CLIP vectors (cosine) of this index's model."""
         return self._run([QuerySpec(limit, offset, dense=vector, filters=filters, exclude=exclude_ids)])[0]
 
-    def search_captions(self, text: str, limit: int, offset: int = 0, filters: SearchFilters | None = None) -> list[Hit]:
+    def search_captions(
+        self, text: str, limit: int, offset: int = 0, filters: SearchFilters | None = None
+    ) -> list[Hit]:
         """Captions ranked by BM25 (IDF from this collection) against ``text``."""
         return self._run([QuerySpec(limit, offset, text=text, filters=filters)])[0]
 
-    def hybrid(self, vector: np.ndarray, text: str, limit: int, offset: int = 0,
-               filters: SearchFilters | None = None) -> list[Hit]:  # fmt: skip
+    def hybrid(
+        self, vector: np.ndarray, text: str, limit: int, offset: int = 0, filters: SearchFilters | None = None
+    ) -> list[Hit]:
         """Reciprocal rank fusion of the CLIP ranking and the caption BM25 ranking."""
         return self._run([QuerySpec(limit, offset, dense=vector, text=text, filters=filters)])[0]
 
@@ -114,7 +144,9 @@ class QdrantIndex(ABC):
             ids = [p.id for p in points]
             hits: list[list[Hit]] = []
             for start in range(0, len(points), chunk):
-                specs = [QuerySpec(neighbours + 1, dense=p.vector, score_threshold=threshold, with_payload=False)
-                         for p in points[start : start + chunk]]  # fmt: skip
+                specs = [
+                    QuerySpec(neighbours + 1, dense=p.vector, score_threshold=threshold, with_payload=False)
+                    for p in points[start : start + chunk]
+                ]
                 hits += self._run(specs)
         return duplicate_pairs(ids, hits)

@@ -18,11 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from pixel_detective_dagster.index.base import RRF_K, QdrantIndex, QuerySpec
+from pixel_detective_dagster.index.base import RRF_K, SCROLL_PAGE, QdrantIndex, QuerySpec
 from pixel_detective_dagster.index.points import (
-    CAPTION_VECTOR, PAYLOAD_INDEXES, FilterDialect, Hit, IndexPoint, IndexSettings, build_filter, caption_document,
-    caption_query, record_point, scored_hits,
-)  # fmt: skip
+    CAPTION_VECTOR,
+    PAYLOAD_INDEXES,
+    FilterDialect,
+    Hit,
+    IndexPoint,
+    IndexSettings,
+    build_filter,
+    caption_document,
+    caption_query,
+    record_point,
+    scored_hits,
+)
 
 _OPEN_SHARDS: dict[str, Any] = {}  # shards this process holds open, by directory
 _THREAD_LOCKS: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
@@ -32,9 +41,14 @@ def _dialect() -> FilterDialect:
     import qdrant_edge as qe
 
     return FilterDialect(
-        filter=qe.Filter, field=qe.FieldCondition, value=qe.MatchValue, text=qe.MatchText,
-        number_range=qe.RangeFloat, date_range=qe.RangeDateTime, has_ids=lambda ids: qe.HasIdCondition(set(ids)),
-    )  # fmt: skip
+        filter=qe.Filter,
+        field=qe.FieldCondition,
+        value=qe.MatchValue,
+        text=qe.MatchText,
+        number_range=qe.RangeFloat,
+        date_range=qe.RangeDateTime,
+        has_ids=lambda ids: qe.HasIdCondition(set(ids)),
+    )
 
 
 def _payload_schema(kind: str) -> Any:
@@ -42,15 +56,24 @@ def _payload_schema(kind: str) -> Any:
 
     if kind == "text":
         return qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True)
-    return {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer,
-            "datetime": qe.PayloadSchemaType.Datetime}[kind]  # fmt: skip
+    return {
+        "keyword": qe.PayloadSchemaType.Keyword,
+        "integer": qe.PayloadSchemaType.Integer,
+        "datetime": qe.PayloadSchemaType.Datetime,
+    }[kind]
 
 
 class EdgeIndex(QdrantIndex):
     """A collection's qdrant-edge shard; dense vectors live in the slot named after the CLIP model."""
 
-    def __init__(self, directory: Path, settings: IndexSettings | None = None, model: str | None = None,
-                 dim: int | None = None, expected_points: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        directory: Path,
+        settings: IndexSettings | None = None,
+        model: str | None = None,
+        dim: int | None = None,
+        expected_points: int = 0,
+    ):
         self.directory = directory
         self.settings = settings or IndexSettings()
         self.model = model
@@ -119,9 +142,15 @@ class EdgeIndex(QdrantIndex):
     def _vector_params(self, qe: Any) -> Any:
         if not (self.dim and self.model):
             raise ValueError("the CLIP model and vector size are needed to create a new index")
-        quantization = qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True) if self.settings.quantization else None
+        quantization = (
+            qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, always_ram=True)
+            if self.settings.quantization
+            else None
+        )
         on_disk = self.expected_points > self.settings.on_disk_above
-        return qe.EdgeVectorParams(self.dim, qe.Distance.Cosine, on_disk=on_disk or None, quantization_config=quantization)
+        return qe.EdgeVectorParams(
+            self.dim, qe.Distance.Cosine, on_disk=on_disk or None, quantization_config=quantization
+        )
 
     def _create(self, qe: Any) -> Any:
         s = self.settings
@@ -150,11 +179,21 @@ class EdgeIndex(QdrantIndex):
             name = self.vector
             if name not in self.vector_names():
                 shard.update(qe.UpdateOperation.create_dense_vector(name, self.dim, qe.Distance.Cosine))
-            shard.update(qe.UpdateOperation.upsert_points([
-                qe.Point(p.id, {name: np.asarray(p.vector, np.float32).tolist(),
-                                CAPTION_VECTOR: caption_document(p.payload.get("caption", ""))}, p.payload)
-                for p in points
-            ]))  # fmt: skip
+            shard.update(
+                qe.UpdateOperation.upsert_points(
+                    [
+                        qe.Point(
+                            p.id,
+                            {
+                                name: np.asarray(p.vector, np.float32).tolist(),
+                                CAPTION_VECTOR: caption_document(p.payload.get("caption", "")),
+                            },
+                            p.payload,
+                        )
+                        for p in points
+                    ]
+                )
+            )
 
     def delete(self, ids: Sequence[str]) -> None:
         import qdrant_edge as qe
@@ -191,10 +230,19 @@ class EdgeIndex(QdrantIndex):
 
     def _request(self, qe: Any, spec: QuerySpec) -> Any:
         where = build_filter(_dialect(), spec.filters, spec.exclude)
-        dense = qe.Query.Nearest(np.asarray(spec.dense, np.float32).tolist(), using=self.vector) if spec.dense is not None else None
+        dense = (
+            qe.Query.Nearest(np.asarray(spec.dense, np.float32).tolist(), using=self.vector)
+            if spec.dense is not None
+            else None
+        )
         sparse = qe.Query.Nearest(caption_query(spec.text), using=CAPTION_VECTOR) if spec.text else None
-        common = dict(limit=spec.limit, offset=spec.offset, with_payload=spec.with_payload, filter=where,
-                      score_threshold=spec.score_threshold)  # fmt: skip
+        common = {
+            "limit": spec.limit,
+            "offset": spec.offset,
+            "with_payload": spec.with_payload,
+            "filter": where,
+            "score_threshold": spec.score_threshold,
+        }
         if dense is not None and sparse is not None:
             prefetches = [qe.Prefetch(spec.candidates, query=q, filter=where) for q in (dense, sparse)]
             return qe.QueryRequest(query=qe.Fusion.Rrf(k=RRF_K), prefetches=prefetches, **common)
@@ -219,20 +267,17 @@ class EdgeIndex(QdrantIndex):
             records = shard.retrieve(list(ids), with_payload=True, with_vector=[vector] if vector else False)
             return [record_point(r, vector) for r in records]
 
-    def all_points(self, with_vectors: bool = True) -> list[IndexPoint]:
+    def _scroll_page(self, offset: Any, vector: str | None) -> tuple[list[IndexPoint], Any] | None:
         import qdrant_edge as qe
 
-        points: list[IndexPoint] = []
         with self._shard() as shard:
-            vector = self.vector if with_vectors and shard is not None else None
-            offset = None
-            while shard is not None:
-                records, offset = shard.scroll(qe.ScrollRequest(
-                    offset=offset, limit=1024, with_payload=True, with_vector=[vector] if vector else False))  # fmt: skip
-                points += [record_point(r, vector) for r in records]
-                if offset is None:
-                    break
-        return points
+            if shard is None:
+                return None
+            request = qe.ScrollRequest(
+                offset=offset, limit=SCROLL_PAGE, with_payload=True, with_vector=[vector] if vector else False
+            )
+            records, offset = shard.scroll(request)
+            return [record_point(r, vector) for r in records], offset
 
     def count(self, filters: Any = None) -> int:
         import qdrant_edge as qe

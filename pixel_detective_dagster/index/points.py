@@ -20,9 +20,16 @@ _PRECISION_SUFFIX = re.compile(r":(fp32|fp16|bf16|amp)$")
 
 # payload field -> index kind; these are the fields people filter by
 PAYLOAD_INDEXES = {
-    "taken_at": "datetime", "camera_make": "keyword", "camera_model": "keyword", "folders": "keyword",
-    "cluster": "integer", "width": "integer", "height": "integer", "caption": "text", "hash": "keyword",
-}  # fmt: skip
+    "taken_at": "datetime",
+    "camera_make": "keyword",
+    "camera_model": "keyword",
+    "folders": "keyword",
+    "cluster": "integer",
+    "width": "integer",
+    "height": "integer",
+    "caption": "text",
+    "hash": "keyword",
+}
 
 
 def point_id(collection: str, content_hash: str) -> str:
@@ -93,7 +100,9 @@ class Hit:
 def record_point(record: Any, vector: str | None) -> IndexPoint:
     """A scrolled / retrieved record of either backend as an ``IndexPoint`` (dense vector ``vector`` if asked)."""
     values = (record.vector or {}).get(vector) if vector else None
-    return IndexPoint(str(record.id), None if values is None else np.asarray(values, np.float32), dict(record.payload or {}))
+    return IndexPoint(
+        str(record.id), None if values is None else np.asarray(values, np.float32), dict(record.payload or {})
+    )
 
 
 def scored_hits(points: Iterable[Any]) -> list[Hit]:

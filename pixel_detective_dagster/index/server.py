@@ -8,21 +8,34 @@ from typing import Any
 
 import numpy as np
 
-from pixel_detective_dagster.index.base import RRF_K, QdrantIndex, QuerySpec
+from pixel_detective_dagster.index.base import RRF_K, SCROLL_PAGE, QdrantIndex, QuerySpec
 from pixel_detective_dagster.index.points import (
-    CAPTION_VECTOR, PAYLOAD_INDEXES, FilterDialect, Hit, IndexPoint, IndexSettings, build_filter, caption_document,
-    caption_query, record_point, scored_hits,
-)  # fmt: skip
+    CAPTION_VECTOR,
+    PAYLOAD_INDEXES,
+    FilterDialect,
+    Hit,
+    IndexPoint,
+    IndexSettings,
+    build_filter,
+    caption_document,
+    caption_query,
+    record_point,
+    scored_hits,
+)
 
 
 def _dialect() -> FilterDialect:
     from qdrant_client import models as m
 
     return FilterDialect(
-        filter=m.Filter, field=lambda key, **kw: m.FieldCondition(key=key, **kw), value=lambda v: m.MatchValue(value=v),
-        text=lambda t: m.MatchText(text=t), number_range=m.Range, date_range=m.DatetimeRange,
+        filter=m.Filter,
+        field=lambda key, **kw: m.FieldCondition(key=key, **kw),
+        value=lambda v: m.MatchValue(value=v),
+        text=lambda t: m.MatchText(text=t),
+        number_range=m.Range,
+        date_range=m.DatetimeRange,
         has_ids=lambda ids: m.HasIdCondition(has_id=ids),
-    )  # fmt: skip
+    )
 
 
 def _sparse(vector: Any) -> Any:
@@ -36,8 +49,15 @@ class ServerIndex(QdrantIndex):
 
     backend = "qdrant-server"
 
-    def __init__(self, client: Any, name: str, settings: IndexSettings | None = None, model: str | None = None,
-                 dim: int | None = None, expected_points: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        client: Any,
+        name: str,
+        settings: IndexSettings | None = None,
+        model: str | None = None,
+        dim: int | None = None,
+        expected_points: int = 0,
+    ):
         self.client = client
         self.name = name
         self.settings = settings or IndexSettings()
@@ -64,11 +84,16 @@ class ServerIndex(QdrantIndex):
         if not (self.dim and self.model):
             raise ValueError("the CLIP model and vector size are needed to create a new index")
         quantization = (
-            m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=0.99, always_ram=True))
-            if self.settings.quantization else None
-        )  # fmt: skip
+            m.ScalarQuantization(
+                scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=0.99, always_ram=True)
+            )
+            if self.settings.quantization
+            else None
+        )
         on_disk = self.expected_points > self.settings.on_disk_above
-        return m.VectorParams(size=self.dim, distance=m.Distance.COSINE, on_disk=on_disk or None, quantization_config=quantization)
+        return m.VectorParams(
+            size=self.dim, distance=m.Distance.COSINE, on_disk=on_disk or None, quantization_config=quantization
+        )
 
     def _ensure(self) -> None:
         from qdrant_client import models as m
@@ -76,7 +101,9 @@ class ServerIndex(QdrantIndex):
         if self.exists():
             if self.vector not in self.vector_names():
                 self._dense_config()  # checks the model and size are known
-                slot = m.DenseVectorConfig(size=self.dim, distance=m.Distance.COSINE)  # storage options are per collection
+                slot = m.DenseVectorConfig(
+                    size=self.dim, distance=m.Distance.COSINE
+                )  # storage options are per collection
                 self.client.create_vector_name(self.name, self.vector, m.DenseVectorNameConfig(dense=slot))
             return
         s = self.settings
@@ -87,9 +114,12 @@ class ServerIndex(QdrantIndex):
             on_disk_payload=self.expected_points > s.on_disk_above,
             hnsw_config=m.HnswConfigDiff(m=0 if self._bulk else s.hnsw_m, ef_construct=s.hnsw_ef_construct),
         )
-        kinds = {"keyword": m.PayloadSchemaType.KEYWORD, "integer": m.PayloadSchemaType.INTEGER,
-                 "datetime": m.PayloadSchemaType.DATETIME,
-                 "text": m.TextIndexParams(type=m.TextIndexType.TEXT, tokenizer=m.TokenizerType.WORD, lowercase=True)}  # fmt: skip
+        kinds = {
+            "keyword": m.PayloadSchemaType.KEYWORD,
+            "integer": m.PayloadSchemaType.INTEGER,
+            "datetime": m.PayloadSchemaType.DATETIME,
+            "text": m.TextIndexParams(type=m.TextIndexType.TEXT, tokenizer=m.TokenizerType.WORD, lowercase=True),
+        }
         for name, kind in PAYLOAD_INDEXES.items():
             self.client.create_payload_index(self.name, name, field_schema=kinds[kind], wait=True)
 
@@ -104,12 +134,16 @@ class ServerIndex(QdrantIndex):
         from qdrant_client import models as m
 
         structs = [
-            m.PointStruct(id=p.id, payload=p.payload, vector={
-                self.vector: np.asarray(p.vector, np.float32).tolist(),
-                CAPTION_VECTOR: _sparse(caption_document(p.payload.get("caption", ""))),
-            })
+            m.PointStruct(
+                id=p.id,
+                payload=p.payload,
+                vector={
+                    self.vector: np.asarray(p.vector, np.float32).tolist(),
+                    CAPTION_VECTOR: _sparse(caption_document(p.payload.get("caption", ""))),
+                },
+            )
             for p in points
-        ]  # fmt: skip
+        ]
         self.client.upsert(self.name, structs, wait=True)
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -154,8 +188,13 @@ class ServerIndex(QdrantIndex):
             sources.append((np.asarray(spec.dense, np.float32).tolist(), self.vector))
         if spec.text:
             sources.append((_sparse(caption_query(spec.text)), CAPTION_VECTOR))
-        common = dict(limit=spec.limit, offset=spec.offset, with_payload=spec.with_payload, filter=where,
-                      score_threshold=spec.score_threshold)  # fmt: skip
+        common = {
+            "limit": spec.limit,
+            "offset": spec.offset,
+            "with_payload": spec.with_payload,
+            "filter": where,
+            "score_threshold": spec.score_threshold,
+        }
         if len(sources) == 2:
             prefetch = [m.Prefetch(query=q, using=using, limit=spec.candidates, filter=where) for q, using in sources]
             return m.QueryRequest(query=m.RrfQuery(rrf=m.Rrf(k=RRF_K)), prefetch=prefetch, **common)
@@ -172,20 +211,18 @@ class ServerIndex(QdrantIndex):
         if not ids or not self.exists():
             return []
         vector = self.vector if with_vectors else None
-        records = self.client.retrieve(self.name, list(ids), with_payload=True, with_vectors=[vector] if vector else False)
+        records = self.client.retrieve(
+            self.name, list(ids), with_payload=True, with_vectors=[vector] if vector else False
+        )
         return [record_point(r, vector) for r in records]
 
-    def all_points(self, with_vectors: bool = True) -> list[IndexPoint]:
-        points: list[IndexPoint] = []
-        vector = self.vector if with_vectors and self.exists() else None
-        offset = None
-        while self.exists():
-            records, offset = self.client.scroll(self.name, limit=1024, offset=offset, with_payload=True,
-                                                 with_vectors=[vector] if vector else False)  # fmt: skip
-            points += [record_point(r, vector) for r in records]
-            if offset is None:
-                break
-        return points
+    def _scroll_page(self, offset: Any, vector: str | None) -> tuple[list[IndexPoint], Any] | None:
+        if not self.exists():
+            return None
+        records, offset = self.client.scroll(
+            self.name, limit=SCROLL_PAGE, offset=offset, with_payload=True, with_vectors=[vector] if vector else False
+        )
+        return [record_point(r, vector) for r in records], offset
 
     def count(self, filters: Any = None) -> int:
         if not self.exists():

@@ -1,1 +1,1 @@
-"""Model loading and inference: open_clip image/text encoders and transformers captioners."""
+"""Models layer: CLIP and caption model loading, device and batch sizing, inference over images, feature cache."""

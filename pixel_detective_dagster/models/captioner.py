@@ -9,11 +9,15 @@ from pathlib import Path
 
 import torch
 
-from pixel_detective_dagster.imaging import decode_rgb
+from pixel_detective_dagster.media.imaging import decode_rgb
 from pixel_detective_dagster.models.batching import AdaptiveBatcher, probe_batch_size
 from pixel_detective_dagster.models.device import (
-    autocast_for, precision_label, prepare_module, resolve_target, to_device,
-)  # fmt: skip
+    autocast_for,
+    precision_label,
+    prepare_module,
+    resolve_target,
+    to_device,
+)
 from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
 
 CAPTION_MODEL_ENV = "PIXEL_DETECTIVE_CAPTION_MODEL"
@@ -82,8 +86,9 @@ class Captioner:
                 input_ids = input_ids[:, :-1]
             inputs["input_ids"] = input_ids.to(self.device)
         with autocast_for(self.device, self.precision):
-            output = self.model.generate(**inputs, max_new_tokens=settings.max_new_tokens,
-                                         num_beams=settings.num_beams, do_sample=False)  # fmt: skip
+            output = self.model.generate(
+                **inputs, max_new_tokens=settings.max_new_tokens, num_beams=settings.num_beams, do_sample=False
+            )
         texts = self.processor.batch_decode(output, skip_special_tokens=True)
         return [normalise_caption(text, settings.prompt) for text in texts]
 

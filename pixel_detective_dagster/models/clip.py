@@ -10,11 +10,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pixel_detective_dagster.imaging import decode_rgb
+from pixel_detective_dagster.media.imaging import decode_rgb
 from pixel_detective_dagster.models.batching import AdaptiveBatcher, probe_batch_size
 from pixel_detective_dagster.models.device import (
-    autocast_for, precision_label, prepare_module, resolve_target, to_device,
-)  # fmt: skip
+    autocast_for,
+    precision_label,
+    prepare_module,
+    resolve_target,
+    to_device,
+)
 from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
 
 CLIP_MODEL_ENV = "PIXEL_DETECTIVE_CLIP_MODEL"
@@ -136,8 +140,9 @@ def load_clip(
     return load_once(key, lambda: _load(name, pretrained, torch_device, mode, compile_model, batch_size))
 
 
-def _load(name: str, pretrained: str | None, device: torch.device, precision: str, compile_model: bool,
-          batch_size: int) -> ClipEncoder:  # fmt: skip
+def _load(
+    name: str, pretrained: str | None, device: torch.device, precision: str, compile_model: bool, batch_size: int
+) -> ClipEncoder:
     import open_clip
 
     local_dir = Path(name.removeprefix("local-dir:")) if name.startswith("local-dir:") else None
@@ -163,9 +168,19 @@ def _load(name: str, pretrained: str | None, device: torch.device, precision: st
     arch = local_dir.name if local_dir else name
     identity = f"open_clip:{arch}:{_weights_tag(local_dir, pretrained)}:{precision_label(precision)}"
     ceiling = batch_size or DEFAULT_BATCH.get(device.type, 32)
-    encoder = ClipEncoder(model, preprocess, tokenizer, device, precision, identity, image_size, dim,
-                          bool(local_dir and is_tiny_config(local_dir / "open_clip_config.json")),
-                          AdaptiveBatcher(ceiling, device), split_preprocess(preprocess))  # fmt: skip
+    encoder = ClipEncoder(
+        model,
+        preprocess,
+        tokenizer,
+        device,
+        precision,
+        identity,
+        image_size,
+        dim,
+        bool(local_dir and is_tiny_config(local_dir / "open_clip_config.json")),
+        AdaptiveBatcher(ceiling, device),
+        split_preprocess(preprocess),
+    )
     encoder.batcher = AdaptiveBatcher(probe_batch_size(encoder.encode_images, image_size, device, ceiling), device)
     return encoder
 

@@ -49,7 +49,11 @@ def load_once(key: tuple[object, ...], loader: Callable[[], T]) -> tuple[T, floa
 def weights_checksum(path: Path) -> str:
     """Short SHA-256 of a weights file or of every weights file in a directory."""
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.suffix in {".safetensors", ".bin", ".pth", ".pt"}) if path.is_dir() else [path]
+    files = (
+        sorted(p for p in path.rglob("*") if p.suffix in {".safetensors", ".bin", ".pth", ".pt"})
+        if path.is_dir()
+        else [path]
+    )
     for file in files:
         with file.open("rb") as handle:
             while chunk := handle.read(8 * 1024 * 1024):

@@ -14,11 +14,54 @@ import torch
 from pixel_detective_dagster.models.registry import TINY_MARKER
 
 TINY_IMAGE_SIZE = 64
-_CAPTION_WORDS = (
-    "a an the photo picture of with on in and near at cat dog person man woman child rocket coffee cup "
-    "sky space astronaut city street building tree flower water beach mountain car red blue green white "
-    "black yellow small large sitting standing close up view"
-).split()
+_CAPTION_WORDS = [
+    "a",
+    "an",
+    "the",
+    "photo",
+    "picture",
+    "of",
+    "with",
+    "on",
+    "in",
+    "and",
+    "near",
+    "at",
+    "cat",
+    "dog",
+    "person",
+    "man",
+    "woman",
+    "child",
+    "rocket",
+    "coffee",
+    "cup",
+    "sky",
+    "space",
+    "astronaut",
+    "city",
+    "street",
+    "building",
+    "tree",
+    "flower",
+    "water",
+    "beach",
+    "mountain",
+    "car",
+    "red",
+    "blue",
+    "green",
+    "white",
+    "black",
+    "yellow",
+    "small",
+    "large",
+    "sitting",
+    "standing",
+    "close",
+    "up",
+    "view",
+]
 _SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
 
 
@@ -30,11 +73,14 @@ def make_tiny_models(target: Path, seed: int = 0) -> dict[str, Path]:
 
 
 def make_tiny_clip(target: Path) -> Path:
-    return save_random_clip({
-        "embed_dim": 64,
-        "vision_cfg": {"image_size": TINY_IMAGE_SIZE, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-    }, target)  # fmt: skip
+    return save_random_clip(
+        {
+            "embed_dim": 64,
+            "vision_cfg": {"image_size": TINY_IMAGE_SIZE, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+        },
+        target,
+    )
 
 
 def make_random_clip(arch: str, target: Path) -> Path:
@@ -78,10 +124,22 @@ def _favour_words(bias: torch.Tensor, tokenizer: object) -> None:
 
 
 def make_tiny_blip(target: Path) -> Path:
-    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-            "max_position_embeddings": 64, "encoder_hidden_size": 32}  # fmt: skip
-    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "image_size": TINY_IMAGE_SIZE, "patch_size": 16}  # fmt: skip
+    text = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 64,
+        "encoder_hidden_size": 32,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": TINY_IMAGE_SIZE,
+        "patch_size": 16,
+    }
     return save_random_blip(target, text, vision, projection_dim=32)
 
 
@@ -97,8 +155,12 @@ def save_random_blip(target: Path, text: dict[str, object], vision: dict[str, ob
     tokenizer = _word_tokenizer(int(text.get("vocab_size", 0)))
     vocab = tokenizer.vocab
     tokenizer.add_special_tokens({"bos_token": "[DEC]"})
-    special = {"vocab_size": len(vocab), "bos_token_id": vocab["[DEC]"], "pad_token_id": vocab["[PAD]"],
-               "sep_token_id": vocab["[SEP]"]}  # fmt: skip
+    special = {
+        "vocab_size": len(vocab),
+        "bos_token_id": vocab["[DEC]"],
+        "pad_token_id": vocab["[PAD]"],
+        "sep_token_id": vocab["[SEP]"],
+    }
     blip_config = BlipConfig(text_config={**text, **special}, vision_config=vision, **config)
     setattr(blip_config, TINY_MARKER, True)
     model = BlipForConditionalGeneration(blip_config)
@@ -117,17 +179,30 @@ def make_tiny_git(target: Path) -> Path:
     tokenizer = _word_tokenizer()
     vocab = tokenizer.vocab
     config = GitConfig(
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                       "image_size": TINY_IMAGE_SIZE, "patch_size": 16},
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=64, bos_token_id=vocab["[CLS]"], eos_token_id=vocab["[SEP]"],
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": TINY_IMAGE_SIZE,
+            "patch_size": 16,
+        },
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=vocab["[CLS]"],
+        eos_token_id=vocab["[SEP]"],
         pad_token_id=vocab["[PAD]"],
-    )  # fmt: skip
+    )
     setattr(config, TINY_MARKER, True)
     model = GitForCausalLM(config)
     _favour_words(model.output.bias, tokenizer)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": TINY_IMAGE_SIZE},
-                                         crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE})  # fmt: skip
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": TINY_IMAGE_SIZE}, crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE}
+    )
     model.save_pretrained(target)
     GitProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(target)
     return target

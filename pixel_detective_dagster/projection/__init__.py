@@ -28,11 +28,27 @@ from pixel_detective_dagster.projection.selection import (
 from pixel_detective_dagster.projection.settings import ProjectionSettings
 
 __all__ = [
-    "ENGINES", "ENGINE_ENV", "Clusters", "EngineChoice", "EngineUnavailableError", "Map2D", "MapUpdate",
-    "ModelStore", "ProjectionEngine", "ProjectionSettings", "Reducer", "choose_engine", "cluster_names",
-    "cluster_points", "cuml_status", "embed_2d", "make_engine", "map_trustworthiness",
-    "plan_update", "update_map",
-]  # fmt: skip
+    "ENGINES",
+    "ENGINE_ENV",
+    "Clusters",
+    "EngineChoice",
+    "EngineUnavailableError",
+    "Map2D",
+    "MapUpdate",
+    "ModelStore",
+    "ProjectionEngine",
+    "ProjectionSettings",
+    "Reducer",
+    "choose_engine",
+    "cluster_names",
+    "cluster_points",
+    "cuml_status",
+    "embed_2d",
+    "make_engine",
+    "map_trustworthiness",
+    "plan_update",
+    "update_map",
+]
 
 
 @dataclass
@@ -42,7 +58,9 @@ class Map2D:
     engine: str
 
 
-def embed_2d(vectors: np.ndarray, engine: str = "auto", numba_cache: Path | None = None, seed: int | None = 42) -> Map2D:
+def embed_2d(
+    vectors: np.ndarray, engine: str = "auto", numba_cache: Path | None = None, seed: int | None = 42
+) -> Map2D:
     """One-off map of ``vectors`` (no saved model): PCA to 50 dimensions where it keeps neighbourhoods, then UMAP."""
     chosen = make_engine(choose_engine(engine).name, numba_cache)
     reducer, coords = chosen.fit(vectors, ProjectionSettings(seed=seed))

@@ -111,11 +111,17 @@ class EstimatorEngine:
             reducer.pca_variance = float(kit.to_host(pca.explained_variance_ratio_).sum())
             if reducer.pca_recall >= settings.min_pca_recall:
                 reducer.pca, reducer.method, x = pca, f"pca{settings.pca_dims}+umap", reduced
+        # euclidean on unit vectors ranks neighbours as cosine does
         reducer.umap = kit.UMAP(
-            n_neighbors=min(settings.n_neighbors, n - 1), n_components=2, min_dist=settings.min_dist,
-            n_epochs=settings.n_epochs, metric="euclidean", random_state=settings.seed,
-            init="spectral" if n > 30 else "random", **kit.umap_options,
-        )  # fmt: skip  (euclidean on unit vectors ranks neighbours as cosine does)
+            n_neighbors=min(settings.n_neighbors, n - 1),
+            n_components=2,
+            min_dist=settings.min_dist,
+            n_epochs=settings.n_epochs,
+            metric="euclidean",
+            random_state=settings.seed,
+            init="spectral" if n > 30 else "random",
+            **kit.umap_options,
+        )
         coords = reducer.umap.fit_transform(x)
         return reducer, kit.to_host(coords).astype(np.float32)
 
@@ -151,4 +157,6 @@ class EstimatorEngine:
             membership = (labels >= 0).astype(np.float32)
         k = settings.kmeans_k(n)
         kmeans = kit.KMeans(n_clusters=k, n_init=1, random_state=settings.seed or 0).fit(self._unit(kit, vectors))
-        return Clusters(labels.astype(np.int64), membership.astype(np.float32), kit.to_host(kmeans.labels_).astype(np.int64), k)
+        return Clusters(
+            labels.astype(np.int64), membership.astype(np.float32), kit.to_host(kmeans.labels_).astype(np.int64), k
+        )

@@ -18,7 +18,12 @@ class CumlEngine(EstimatorEngine):
 
         on_device = {"output_type": "cupy"}
         return Toolkit(
-            cupy, cupy.asnumpy, partial(PCA, **on_device), partial(UMAP, **on_device),
-            partial(HDBSCAN, **on_device), partial(DBSCAN, **on_device), partial(KMeans, **on_device),
+            cupy,
+            cupy.asnumpy,
+            partial(PCA, **on_device),
+            partial(UMAP, **on_device),
+            partial(HDBSCAN, **on_device),
+            partial(DBSCAN, **on_device),
+            partial(KMeans, **on_device),
             umap_options={"build_algo": "auto"},  # brute-force kNN for small sets, NN-descent for large ones
-        )  # fmt: skip
+        )

@@ -17,10 +17,11 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from pixel_detective_dagster.artifacts import atomic_path
 from pixel_detective_dagster.projection.engine import ProjectionEngine, Reducer
 from pixel_detective_dagster.projection.quality import map_trustworthiness
 from pixel_detective_dagster.projection.settings import ProjectionSettings
+from pixel_detective_dagster.storage.artifacts import atomic_path
+
 
 @dataclass
 class SavedModel:
@@ -58,14 +59,23 @@ class MapUpdate:
     seconds: float
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"id": self.ids, "x": self.coords[:, 0], "y": self.coords[:, 1],
-                             "placed_by": self.placed_by, "fit_id": self.fit_id})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "id": self.ids,
+                "x": self.coords[:, 0],
+                "y": self.coords[:, 1],
+                "placed_by": self.placed_by,
+                "fit_id": self.fit_id,
+            }
+        )
 
     def counts(self) -> dict[str, int]:
         return {kind: int((self.placed_by == kind).sum()) for kind in ("fit", "transform", "kept")}
 
 
-def plan_update(saved: SavedModel | None, n: int, dim: int, engine: str, refit: bool, fraction: float) -> tuple[str, str]:
+def plan_update(
+    saved: SavedModel | None, n: int, dim: int, engine: str, refit: bool, fraction: float
+) -> tuple[str, str]:
     """("fit" | "transform", why) for a collection of ``n`` points of dimension ``dim``."""
     if refit:
         return "fit", "refit requested"
@@ -82,7 +92,9 @@ def plan_update(saved: SavedModel | None, n: int, dim: int, engine: str, refit: 
     return "transform", f"{since}, below the refit fraction {fraction:.0%}: new points placed on the saved map"
 
 
-def _fit(engine: ProjectionEngine, vectors: np.ndarray, settings: ProjectionSettings) -> tuple[Reducer, np.ndarray, np.ndarray]:
+def _fit(
+    engine: ProjectionEngine, vectors: np.ndarray, settings: ProjectionSettings
+) -> tuple[Reducer, np.ndarray, np.ndarray]:
     """Fit on everything, or on a sample of ``fit_sample`` points and transform the rest."""
     n = len(vectors)
     placed = np.full(n, "fit", dtype=object)
@@ -131,7 +143,9 @@ def update_map(
             coords[new] = engine.transform(saved.reducer, vectors[new], settings)
         placed = np.where(new, "transform", "kept").astype(object)
     trust = map_trustworthiness(vectors, coords, settings)
-    return MapUpdate(list(ids), coords, placed, mode, reason, saved.reducer, saved.fit_id, trust, time.perf_counter() - start)
+    return MapUpdate(
+        list(ids), coords, placed, mode, reason, saved.reducer, saved.fit_id, trust, time.perf_counter() - start
+    )
 
 
 def _kept_coordinates(previous: pd.DataFrame | None, fit_id: str) -> dict[str, tuple[float, float]]:

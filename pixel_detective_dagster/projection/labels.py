@@ -11,9 +11,13 @@ from pixel_detective_dagster.projection.settings import ProjectionSettings
 
 
 def label_map(
-    ids: list[str], coords: np.ndarray, vectors: np.ndarray, captions: list[str | None],
-    engine: ProjectionEngine, settings: ProjectionSettings,
-) -> pd.DataFrame:  # fmt: skip
+    ids: list[str],
+    coords: np.ndarray,
+    vectors: np.ndarray,
+    captions: list[str | None],
+    engine: ProjectionEngine,
+    settings: ProjectionSettings,
+) -> pd.DataFrame:
     """One row per point: ``id, x, y, cluster, cluster_name, membership, outlier, kmeans_cluster``.
 
     Ready to plot: colour by ``cluster`` (or ``cluster_name``), mark ``outlier`` points.

@@ -19,7 +19,9 @@ def cluster_names(labels: np.ndarray, captions: list[str | None], words: int = 3
     classes = sorted(set(labels.tolist()))
     names = {label: NOISE_NAME if label == -1 else "" for label in classes}
     docs = [" ".join(c for c, label in zip(captions, labels.tolist()) if label == cls and c) for cls in classes]
-    vectorizer = CountVectorizer(stop_words=sorted(ENGLISH_STOP_WORDS | CAPTION_FILLER), token_pattern=r"(?u)\b[a-z]{2,}\b")
+    vectorizer = CountVectorizer(
+        stop_words=sorted(ENGLISH_STOP_WORDS | CAPTION_FILLER), token_pattern=r"(?u)\b[a-z]{2,}\b"
+    )
     try:
         counts = vectorizer.fit_transform(docs).toarray().astype(np.float64)
     except ValueError:  # no caption words at all

@@ -30,7 +30,7 @@ def cuml_status() -> tuple[bool, str]:
         return False, f"cuML/cupy are not installed ({exc}); install the 'gpu' extra"
     try:
         devices = int(cupy.cuda.runtime.getDeviceCount())
-    except Exception as exc:  # CUDA runtime errors on machines without a driver or GPU
+    except Exception as exc:  # noqa: BLE001 - CUDA runtime errors on machines without a driver or GPU
         return False, f"CUDA is unusable: {exc}"
     if devices < 1:
         return False, "no CUDA device"

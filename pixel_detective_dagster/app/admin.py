@@ -1,0 +1,145 @@
+"""Collection lifecycle: list with counts, export to Parquet, delete everywhere, rebuild the index from artifacts."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from dagster import DagsterInstance, build_resources
+
+from pixel_detective_dagster.app.ingest import ensure_dagster_home
+from pixel_detective_dagster.catalog.batch_inputs import batch_context
+from pixel_detective_dagster.catalog.store import Catalog
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.defs.resources.index import VectorIndexResource
+from pixel_detective_dagster.index.sync import load_batch_features, sync_batch
+from pixel_detective_dagster.storage.artifacts import read_parquet, write_parquet
+from pixel_detective_dagster.storage.layout import PARTITIONS_NAME, DataLayout
+
+EXPORT_COLUMNS = [
+    "path",
+    "hash",
+    "caption",
+    "umap_x",
+    "umap_y",
+    "cluster",
+    "cluster_name",
+    "outlier",
+    "kmeans_cluster",
+    "paths",
+    "id",
+]
+MAP_ARTIFACTS = {
+    "umap_projection": ("x", "y"),
+    "image_clusters": ("cluster", "cluster_name", "outlier", "kmeans_cluster"),
+}
+_MAP_PAYLOAD = {
+    "x": ("umap_x", float),
+    "y": ("umap_y", float),
+    "cluster": ("cluster", int),
+    "cluster_name": ("cluster_name", str),
+    "outlier": ("outlier", bool),
+    "kmeans_cluster": ("kmeans_cluster", int),
+}  # artifact column -> payload field, type
+
+
+@dataclass(frozen=True)
+class Admin:
+    """The catalog, data layout and index configuration that lifecycle operations work on."""
+
+    catalog: Catalog
+    layout: DataLayout
+    indexes: VectorIndexResource
+
+    def collections(self) -> list[dict[str, Any]]:
+        rows = []
+        for c in self.catalog.collections():
+            index = self.indexes.for_collection(self.layout, c.name)
+            counts = self.catalog.status_counts(c.name)
+            rows.append(
+                {
+                    "collection": c.name,
+                    "folder": str(c.root),
+                    "files": counts["files_seen"],
+                    "indexed": counts["indexed"],
+                    "failed": counts["failed"],
+                    "points": index.count(),
+                    "vectors": index.vector_names(),
+                    "backend": index.backend,
+                }
+            )
+        return rows
+
+    def export(self, collection: str, out: Path) -> int:
+        """Write the collection's points (path, hash, caption, UMAP x/y, clusters) to a Parquet file."""
+        root = self.catalog.collection(collection).root
+        points = self.indexes.for_collection(self.layout, collection).all_points(with_vectors=False)
+        frame = pd.DataFrame([{**p.payload, "id": p.id} for p in points]).reindex(columns=EXPORT_COLUMNS)
+        frame["path"] = [str(root / p) if isinstance(p, str) else None for p in frame["path"]]
+        write_parquet(frame.sort_values("path", ignore_index=True), out)
+        return len(frame)
+
+    def delete(self, collection: str) -> list[str]:
+        """Drop the index, the batch and map artifacts, the catalog rows and the Dagster partitions."""
+        self.catalog.collection(collection)
+        self.indexes.for_collection(self.layout, collection).drop()
+        keys = self.catalog.batch_keys(collection)
+        for key in keys:
+            shutil.rmtree(self.layout.batch_dir(key), ignore_errors=True)
+        shutil.rmtree(self.layout.collection_dir(collection), ignore_errors=True)
+        self.catalog.delete_collection(collection)
+        _forget_partitions(self.layout, keys)
+        return keys
+
+    def rebuild(self, collection: str) -> dict[str, int]:
+        """Rebuild the collection's index from stored batch and map artifacts, without running any model."""
+        self.catalog.collection(collection)
+        keys = [
+            k for k in self.catalog.batch_keys(collection) if self.layout.batch_artifact(k, "clip_embeddings").exists()
+        ]
+        batches = [(k, load_batch_features(batch_context(self.catalog, self.layout, k))) for k in keys]
+        model = next((f.clip_model for _, f in reversed(batches) if f.clip_model), None)
+        dim = next((f.dim for _, f in batches if f.dim), None)
+        expected = self.catalog.status_counts(collection)["unique_contents"]
+        index = self.indexes.for_collection(self.layout, collection, dim, model, expected)
+        index.drop()
+        with index.bulk():
+            for key, features in batches:
+                sync_batch(self.catalog, index, collection, key, features)
+            index.set_payload(self._map_payload(collection, {p.id for p in index.all_points(with_vectors=False)}))
+        return {"batches": len(batches), "points": index.count()}
+
+    def _map_payload(self, collection: str, ids: set[str]) -> dict[str, dict[str, Any]]:
+        """UMAP coordinates and cluster labels from the collection's map artifacts, for points in ``ids``."""
+        payload: dict[str, dict[str, Any]] = {}
+        for name, columns in MAP_ARTIFACTS.items():
+            path = self.layout.collection_dir(collection) / f"{name}.parquet"
+            if not path.exists():
+                continue
+            frame = read_parquet(path, ["id", *columns])
+            for row in frame[frame["id"].isin(ids)].itertuples(index=False):
+                values = {_MAP_PAYLOAD[c][0]: _MAP_PAYLOAD[c][1](getattr(row, c)) for c in columns}
+                payload.setdefault(row.id, {}).update(values)
+        return payload
+
+
+@contextmanager
+def open_admin() -> Iterator[Admin]:
+    """An ``Admin`` over the data directory and index configured in the environment."""
+    with build_resources(resources_from_env()) as r:
+        yield Admin(r.storage.catalog, r.storage.layout, r.vector_index)
+
+
+def _forget_partitions(layout: DataLayout, keys: list[str]) -> None:
+    """Remove the collection's batches from Dagster's dynamic partitions (its run history stays)."""
+    ensure_dagster_home(layout.home)
+    with DagsterInstance.get() as instance:
+        known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
+        for key in keys:
+            if key in known:
+                instance.delete_dynamic_partition(PARTITIONS_NAME, key)

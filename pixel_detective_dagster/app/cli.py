@@ -1,0 +1,287 @@
+"""The ``pixel-detective`` command: ingest, search, collections, export, delete, rebuild, status, models, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from pixel_detective_dagster.app.search import NOT_SEMANTIC, print_results
+from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE
+from pixel_detective_dagster.catalog.store import UnknownCollectionError
+from pixel_detective_dagster.index.vector_index import SearchFilters
+from pixel_detective_dagster.models.registry import ModelLoadError
+from pixel_detective_dagster.storage.layout import InvalidNameError
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.app.ingest import ingest  # lazy: heavy start-up, unneeded by other commands
+
+    report = ingest(Path(args.path), args.collection, args.batch_size, echo=lambda line: print(line, flush=True))
+    if report.random_weights:
+        print(NOT_SEMANTIC)
+    for path, reason in report.failures:
+        print(f"  failed: {path}: {reason}")
+    rate = report.upserts / report.seconds if report.seconds else 0.0
+    verdict = "done" if report.success else "FAILED"
+    print(
+        f"{verdict}: {report.upserts} new/changed, {report.deletes} deleted, {len(report.failures)} bad file(s), "
+        f"{len(report.batches)} batch(es) in {report.seconds:.1f} s ({rate:.1f} images/s)"
+        + (f"; run {report.run_id}" if report.run_id else "")
+    )
+    return 0 if report.success else 1
+
+
+def _filters(args: argparse.Namespace) -> SearchFilters:
+    return SearchFilters(
+        taken_from=args.taken_from,
+        taken_to=args.taken_to,
+        camera=args.camera,
+        folder=args.folder,
+        cluster=args.cluster,
+        min_width=args.min_width,
+        max_width=args.max_width,
+        min_height=args.min_height,
+        max_height=args.max_height,
+        caption_contains=args.caption_contains,
+    )
+
+
+def _search(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.app.search import (
+        SearchRequest,
+        near_duplicates,
+        run_search,
+    )  # lazy: heavy start-up, unneeded by other commands
+
+    if args.duplicates:
+        pairs = near_duplicates(args.collection, args.threshold, args.limit)
+        if args.json:
+            print(json.dumps({"collection": args.collection, "threshold": args.threshold, "pairs": pairs}, indent=2))
+        else:
+            print(f"{len(pairs)} near-duplicate pair(s) in {args.collection} at similarity >= {args.threshold}")
+            for p in pairs:
+                print(f"  {p['score']:.4f}  {p['a']}\n          {p['b']}")
+        return 0
+    request = SearchRequest(
+        args.collection,
+        text=args.text,
+        image=Path(args.image) if args.image else None,
+        like=args.like,
+        caption=args.caption,
+        hybrid=args.hybrid,
+        filters=_filters(args),
+        limit=args.limit,
+        offset=args.offset,
+    )
+    response = run_search(request)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "collection": response.collection,
+                    "query": response.query,
+                    "mode": response.mode,
+                    "model": response.model,
+                    "not_semantic": response.random_weights,
+                    "offset": response.offset,
+                    "results": [r.as_dict() for r in response.results],
+                },
+                indent=2,
+            )
+        )
+    else:
+        print_results(response)
+    return 0
+
+
+def _collections(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.app.admin import open_admin  # lazy: heavy start-up, unneeded by other commands
+
+    with open_admin() as admin:
+        rows = admin.collections()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{len(rows)} collection(s)")
+    for row in rows:
+        print(
+            f"  {row['collection']:<24} {row['points']:>7} points  {row['files']:>7} files  {row['failed']:>5} failed  "
+            f"{row['folder']}  [{', '.join(row['vectors']) or 'no vectors'}]"
+        )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.app.admin import open_admin  # lazy: heavy start-up, unneeded by other commands
+
+    with open_admin() as admin:
+        n = admin.export(args.collection, Path(args.out))
+    print(f"wrote {n} point(s) of {args.collection} to {args.out}")
+    return 0
+
+
+def _delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print(
+            f"this deletes collection {args.collection!r}: its index, artifacts and catalog entries "
+            "(your image files are not touched); add --yes to confirm",
+            file=sys.stderr,
+        )
+        return 2
+    from pixel_detective_dagster.app.admin import open_admin  # lazy: heavy start-up, unneeded by other commands
+
+    with open_admin() as admin:
+        keys = admin.delete(args.collection)
+    print(f"deleted collection {args.collection} ({len(keys)} batch(es))")
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.app.admin import open_admin  # lazy: heavy start-up, unneeded by other commands
+
+    with open_admin() as admin:
+        report = admin.rebuild(args.collection)
+    print(
+        f"rebuilt {args.collection} from {report['batches']} batch(es) of stored artifacts: {report['points']} point(s)"
+    )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from dagster import build_resources  # lazy: heavy start-up, unneeded by other commands
+
+    from pixel_detective_dagster.defs.resources import (
+        resources_from_env,
+    )  # lazy: heavy start-up, unneeded by other commands
+
+    with build_resources(resources_from_env()) as resources:
+        catalog = resources.storage.catalog
+        root = catalog.collection(args.collection).root
+        counts = catalog.status_counts(args.collection)
+        points = resources.vector_index.for_collection(resources.storage.layout, args.collection).count()
+        failures = catalog.failures(args.collection)
+    status = {
+        "collection": args.collection,
+        "folder": str(root),
+        **counts,
+        "index_points": points,
+        "failures": [{"path": p, "reason": r} for p, r in failures],
+    }
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        for name, value in status.items():
+            if name != "failures":
+                print(f"{name:>16}: {value}")
+        for path, reason in failures:
+            print(f"  failed: {path}: {reason}")
+    return 0
+
+
+def _make_tiny(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.models.tiny import make_tiny_models  # lazy: heavy start-up, unneeded by other commands
+
+    paths = make_tiny_models(Path(args.dir))
+    print(f"export PIXEL_DETECTIVE_CLIP_MODEL={paths['clip'].resolve()}")
+    print(f"export PIXEL_DETECTIVE_CAPTION_MODEL={paths['blip'].resolve()}")
+    print("# tiny random-weight models: for tests and demos only, results are NOT semantic")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.app.demo import run_demo  # lazy: heavy start-up, unneeded by other commands
+
+    return run_demo(Path(args.folder), args.query)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixel-detective", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("ingest", help="register a folder as a collection and index it through Dagster")
+    p.add_argument("path")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="files per ingest batch (partition)")
+    p.set_defaults(func=_ingest)
+
+    p = commands.add_parser(
+        "search", help="search a collection: text, image, more-like-this, captions, hybrid, filters"
+    )
+    p.add_argument("text", nargs="?", help="text query, matched against images with CLIP")
+    p.add_argument("--collection", required=True)
+    query = p.add_argument_group("other query kinds (instead of TEXT)")
+    query.add_argument("--image", help="find images similar to this file (in the collection or not)")
+    query.add_argument("--like", metavar="POINT", help="more like this point id or collection image path")
+    query.add_argument("--caption", metavar="WORDS", help="rank captions by full-text (BM25) relevance to WORDS")
+    query.add_argument("--hybrid", action="store_true", help="fuse CLIP and caption rankings of TEXT (RRF)")
+    query.add_argument("--duplicates", action="store_true", help="list near-duplicate pairs in the collection")
+    query.add_argument("--threshold", type=float, default=0.95, help="similarity for --duplicates (default 0.95)")
+    where = p.add_argument_group("filters (combine with any query, or use alone)")
+    where.add_argument("--taken-from", metavar="DATE", help="EXIF capture date/time from (ISO, inclusive)")
+    where.add_argument("--taken-to", metavar="DATE", help="EXIF capture date/time to (ISO, inclusive)")
+    where.add_argument("--camera", help="EXIF camera make or model (exact)")
+    where.add_argument("--folder", help="only images under this folder (relative to the collection root)")
+    where.add_argument("--cluster", type=int)
+    for name in ("min-width", "max-width", "min-height", "max-height"):
+        where.add_argument(f"--{name}", type=int, metavar="PX")
+    where.add_argument("--caption-contains", metavar="WORDS", help="captions containing every word")
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--offset", type=int, default=0, help="skip this many results (pagination)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_search)
+
+    p = commands.add_parser("collections", help="list collections with file and point counts")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_collections)
+
+    p = commands.add_parser("export", help="write a collection's points (path, hash, caption, map, cluster) to Parquet")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--out", required=True, help="output .parquet file")
+    p.set_defaults(func=_export)
+
+    p = commands.add_parser("delete", help="delete a collection's index, artifacts and catalog entries")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--yes", action="store_true", help="confirm")
+    p.set_defaults(func=_delete)
+
+    p = commands.add_parser("rebuild", help="rebuild a collection's index from stored artifacts (no model runs)")
+    p.add_argument("--collection", required=True)
+    p.set_defaults(func=_rebuild)
+
+    p = commands.add_parser("status", help="counts of files seen, indexed and failed")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_status)
+
+    models = commands.add_parser("models", help="model utilities").add_subparsers(dest="models_command", required=True)
+    p = models.add_parser("make-tiny", help="write tiny random-weight CLIP and BLIP models for tests")
+    p.add_argument("dir")
+    p.set_defaults(func=_make_tiny)
+
+    p = commands.add_parser("demo", help="generate a demo folder from bundled photos, ingest and search it")
+    p.add_argument("--folder", default="demo_images")
+    p.add_argument("--query", default="a cat")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (
+        ModelLoadError,
+        UnknownCollectionError,
+        InvalidNameError,
+        FileNotFoundError,
+        ValueError,
+        RuntimeError,
+    ) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Synchronous ingest through Dagster: register, scan, add partitions, run the graph in this process."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dagster import DagsterInstance, build_resources
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster_shared.error import SerializableErrorInfo
+
+from pixel_detective_dagster.app.instance_config import install_instance_config
+from pixel_detective_dagster.app.run_recovery import owner_tags, release_orphaned_runs
+from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE, scan_collection
+from pixel_detective_dagster.definitions import make_definitions
+from pixel_detective_dagster.defs.assets import image_clusters
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.storage.layout import PARTITIONS_NAME, resolve_home
+
+Echo = Callable[[str], None]
+
+
+@dataclass
+class IngestReport:
+    collection: str
+    files_seen: int
+    upserts: int
+    deletes: int
+    batches: list[str]
+    seconds: float
+    success: bool
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    run_id: str | None = None
+    random_weights: bool = False
+    warnings: dict[str, str] = field(default_factory=dict)  # folder the scan could not list -> reason
+
+
+def unfinished_batches(instance: DagsterInstance, keys: list[str]) -> list[str]:
+    """Batches whose last asset never materialized: new ones, and those of crashed or failed runs."""
+    done = instance.get_materialized_partitions(image_clusters.key)
+    return [k for k in keys if k not in done]
+
+
+def failure_reason(error: SerializableErrorInfo) -> str:
+    """The message of the error the step's code raised, not of Dagster's wrappers around it."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    return error.message.strip()
+
+
+def ensure_dagster_home(home: Path) -> Path:
+    """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI; installs dagster.yaml.
+
+    The instance's storage is created under a file lock: Dagster's SQLite schema setup is not safe
+    when several processes create the same fresh storage at once.
+    """
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home").resolve()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    with (dagster_home / ".pixel_detective_init.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        install_instance_config(dagster_home)
+        DagsterInstance.get().dispose()
+    return dagster_home
+
+
+def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, echo: Echo = print) -> IngestReport:
+    """Ingest ``folder`` as ``collection``; runs every unfinished batch of it in one Dagster run."""
+    start = time.perf_counter()
+    home = resolve_home()
+    ensure_dagster_home(home)
+    with build_resources(resources_from_env()) as resources:
+        catalog = resources.storage.catalog
+        catalog.register_collection(collection, folder)
+        scan = scan_collection(catalog, collection, batch_size)
+        echo(
+            f"scanned {scan.files_seen} image files in {folder}: {scan.summary['upserts']} new or changed, "
+            f"{scan.summary['deletes']} deleted"
+        )
+        for skipped, reason in scan.warnings.items():
+            echo(f"warning: skipped folder {skipped!r} ({reason}); its files keep their last known state")
+        instance = DagsterInstance.get()
+        for run_id in release_orphaned_runs(instance):
+            echo(f"run {run_id} was left unfinished by a process that died: marked failed, its gpu slot freed")
+        known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
+        todo = unfinished_batches(instance, catalog.batch_keys(collection))  # includes scan.new_batches
+        report = IngestReport(
+            collection,
+            scan.files_seen,
+            scan.summary["upserts"],
+            scan.summary["deletes"],
+            todo,
+            0.0,
+            True,
+            warnings=scan.warnings,
+        )
+        if not todo:
+            report.seconds = time.perf_counter() - start
+            echo("nothing to do: the index is up to date")
+            return report
+        echo("loading models ...")
+        _, clip_loaded = resources.clip_model.load()
+        _, caption_loaded = resources.caption_model.load()
+        report.random_weights = clip_loaded.random_weights or caption_loaded.random_weights
+        instance.add_dynamic_partitions(PARTITIONS_NAME, [k for k in todo if k not in known])
+        echo(f"materializing {len(todo)} batch(es) {todo[0]} .. {todo[-1]} through Dagster ...")
+        result = (
+            make_definitions()
+            .resolve_job_def("ingest_batches")
+            .execute_in_process(
+                instance=instance,
+                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                tags={
+                    ASSET_PARTITION_RANGE_START_TAG: todo[0],
+                    ASSET_PARTITION_RANGE_END_TAG: todo[-1],
+                    **owner_tags(),
+                },
+                raise_on_error=False,
+            )
+        )
+        report.run_id, report.success = result.run_id, result.success
+        report.failures = catalog.failures(collection, todo)
+        if not result.success:
+            for event in result.all_events:
+                if event.is_step_failure and event.step_failure_data.error:
+                    echo(f"step {event.step_key} failed: {failure_reason(event.step_failure_data.error)}")
+    report.seconds = time.perf_counter() - start
+    return report

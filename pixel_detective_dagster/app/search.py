@@ -1,0 +1,239 @@
+"""Every query kind over a collection: text, example image, more-like-this, caption full-text, hybrid, filters.
+
+Vector queries use the named vector of the configured CLIP model; an example image whose content
+is already in the collection (or a point given by id / path) reuses its stored vector, no model run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dagster import build_resources
+
+from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.index.vector_index import Hit, SearchFilters, VectorIndex, point_id, vector_name
+from pixel_detective_dagster.media.imaging import content_hash, decode_rgb, read_bytes
+
+NOT_SEMANTIC = "WARNING: this index was built with tiny random-weight test models; results are NOT semantic."
+
+
+@dataclass
+class SearchResult:
+    rank: int
+    score: float
+    id: str
+    path: str
+    caption: str
+    paths: list[str]
+    thumbnail: str | None
+    cluster: int | None
+    taken_at: str | None
+    camera: str | None
+    width: int | None
+    height: int | None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class SearchResponse:
+    collection: str
+    query: str
+    model: str
+    results: list[SearchResult]
+    random_weights: bool
+    mode: str = "text"
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One query: exactly one of ``text`` / ``image`` / ``like`` / ``caption``, or only filters (browse)."""
+
+    collection: str
+    text: str | None = None  # CLIP text -> image
+    image: Path | None = None  # example image, in the collection or not
+    like: str | None = None  # more like this: a point id or a path in the collection
+    caption: str | None = None  # caption full-text, ranked by BM25
+    hybrid: bool = False  # fuse the CLIP ranking of ``text`` with the caption ranking of the same words (RRF)
+    filters: SearchFilters = field(default_factory=SearchFilters)
+    limit: int = 10
+    offset: int = 0
+
+    @property
+    def mode(self) -> str:
+        given = [name for name in ("text", "image", "like", "caption") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one query, not {' and '.join(given)}")
+        if self.hybrid and given != ["text"]:
+            raise ValueError("--hybrid fuses a text query with the captions: give a text query")
+        if not given and self.filters.is_empty():
+            raise ValueError("give a text query, --image PATH, --like POINT, --caption WORDS or a filter")
+        return "hybrid" if self.hybrid else (given[0] if given else "browse")
+
+
+def search(collection: str, text: str | None = None, image: Path | None = None, limit: int = 10) -> SearchResponse:
+    """Rank a collection's images by CLIP similarity to ``text`` or to the image at ``image``."""
+    return run_search(SearchRequest(collection, text=text, image=image, limit=limit))
+
+
+def run_search(request: SearchRequest) -> SearchResponse:
+    mode = request.mode
+    with build_resources(resources_from_env()) as resources:
+        root = resources.storage.catalog.collection(request.collection).root
+        searcher = _Searcher(resources, request.collection)
+        hits, label = searcher.run(request, mode, root)
+    return SearchResponse(
+        request.collection,
+        label,
+        searcher.model_label,
+        _results(hits, root, request.offset),
+        searcher.random_weights or any(h.payload.get("random_weights") for h in hits),
+        mode,
+        request.offset,
+    )
+
+
+def near_duplicates(collection: str, threshold: float = 0.95, limit: int = 100) -> list[dict[str, Any]]:
+    """Pairs of images in ``collection`` whose CLIP similarity is at least ``threshold``, most similar first."""
+    with build_resources(resources_from_env()) as resources:
+        root = resources.storage.catalog.collection(collection).root
+        index = resources.vector_index.for_collection(resources.storage.layout, collection)
+        with index.session():
+            pairs = index.near_duplicates(threshold)[:limit]
+            points = {p.id: p.payload for p in index.retrieve(sorted({i for a, b, _ in pairs for i in (a, b)}))}
+    return [
+        {
+            "score": round(s, 4),
+            "a": str(root / points[a].get("path", "")),
+            "b": str(root / points[b].get("path", "")),
+            "a_id": a,
+            "b_id": b,
+        }
+        for a, b, s in pairs
+    ]
+
+
+class _Searcher:
+    """Picks the vector slot and query vector for one request; loads CLIP only when a query must be encoded."""
+
+    def __init__(self, resources: Any, collection: str):
+        self.resources = resources
+        self.collection = collection
+        self.index: VectorIndex = resources.vector_index.for_collection(resources.storage.layout, collection)
+        self.model_label = ", ".join(self.index.vector_names()) or "(empty index)"
+        self.random_weights = False
+        self._encoder: Any = None
+
+    def encoder(self) -> Any:
+        """The configured CLIP model; the index switches to its vector slot, which must exist."""
+        if self._encoder is None:
+            self._encoder, loaded = self.resources.clip_model.load()
+            self.random_weights = loaded.random_weights
+            self.model_label = self._encoder.identity
+            slot, present = vector_name(self._encoder.identity), self.index.vector_names()
+            if present and slot not in present:
+                raise RuntimeError(
+                    f"collection {self.collection!r} holds vectors of {present}, not of the configured CLIP model "
+                    f"{self._encoder.identity} ({slot}); set PIXEL_DETECTIVE_CLIP_MODEL / PIXEL_DETECTIVE_CLIP_PRETRAINED "
+                    "to the model it was built with, or re-ingest it"
+                )
+            self.index.model = self._encoder.identity
+        return self._encoder
+
+    def stored_vector(self, pid: str) -> np.ndarray | None:
+        if len(self.index.vector_names()) > 1:
+            self.encoder()  # several models wrote here: use the configured model's slot
+        found = self.index.retrieve([pid], with_vectors=True)
+        return found[0].vector if found else None
+
+    def image_vector(self, path: Path) -> tuple[np.ndarray, str | None]:
+        """The stored vector when this content is in the collection (and its point id), else a fresh embedding."""
+        data = read_bytes(path)
+        pid = point_id(self.collection, content_hash(data))
+        stored = self.stored_vector(pid)
+        if stored is not None:
+            return stored, pid
+        encoder = self.encoder()
+        return encoder.encode_images(encoder.preprocess(decode_rgb(data, encoder.image_size)).unsqueeze(0))[0], None
+
+    def run(self, r: SearchRequest, mode: str, root: Path) -> tuple[list[Hit], str]:
+        with self.index.session():
+            if mode in ("text", "hybrid"):
+                vector = self.encoder().encode_texts([r.text or ""])[0]
+                if mode == "hybrid":
+                    return self.index.hybrid(vector, r.text or "", r.limit, r.offset, r.filters), r.text or ""
+                return self.index.search(vector, r.limit, r.offset, r.filters), r.text or ""
+            if mode == "image":
+                vector, _ = self.image_vector(Path(r.image or ""))
+                return self.index.search(vector, r.limit, r.offset, r.filters), str(r.image)
+            if mode == "like":
+                pid = _point_of(r.like or "", self.collection, root)
+                vector = self.stored_vector(pid)
+                if vector is None:
+                    raise ValueError(f"no point {r.like!r} in collection {self.collection!r}")
+                return self.index.search(vector, r.limit, r.offset, r.filters, exclude_ids=[pid]), f"like {r.like}"
+            if mode == "caption":
+                return self.index.search_captions(
+                    r.caption or "", r.limit, r.offset, r.filters
+                ), f"caption: {r.caption}"
+            return self.index.browse(r.limit, r.offset, r.filters), "filters only"
+
+
+def _point_of(reference: str, collection: str, root: Path) -> str:
+    """A point id given as itself, or as the path (absolute or relative to the root) of an image in the collection."""
+    try:
+        return str(uuid.UUID(reference))
+    except ValueError:
+        path = Path(reference) if Path(reference).is_absolute() else root / reference
+        return point_id(collection, content_hash(read_bytes(path)))
+
+
+def _results(hits: list[Hit], root: Path, offset: int) -> list[SearchResult]:
+    def camera(p: dict[str, Any]) -> str | None:
+        return " ".join(v for v in (p.get("camera_make"), p.get("camera_model")) if v) or None
+
+    return [
+        SearchResult(
+            rank=offset + i + 1,
+            score=round(h.score, 4),
+            id=h.id,
+            path=str(root / h.payload.get("path", "")),
+            caption=h.payload.get("caption", ""),
+            paths=[str(root / p) for p in h.payload.get("paths", [])],
+            thumbnail=h.payload.get("thumbnail"),
+            cluster=h.payload.get("cluster"),
+            taken_at=h.payload.get("taken_at"),
+            camera=camera(h.payload),
+            width=h.payload.get("width"),
+            height=h.payload.get("height"),
+        )
+        for i, h in enumerate(hits)
+    ]
+
+
+def print_results(response: SearchResponse) -> None:
+    """Search results as text lines (CLI and demo)."""
+    if response.random_weights:
+        print(NOT_SEMANTIC)
+    print(
+        f"{len(response.results)} result(s) for {response.query!r} in {response.collection} "
+        f"({response.mode}; {response.model})"
+    )
+    for r in response.results:
+        details = ", ".join(
+            x
+            for x in (
+                r.taken_at,
+                r.camera,
+                f"{r.width}x{r.height}" if r.width else None,
+                f"cluster {r.cluster}" if r.cluster is not None else None,
+            )
+            if x
+        )
+        print(f"{r.rank:3d}. {r.score:+.4f}  {r.path}\n       {r.caption}" + (f"\n       {details}" if details else ""))

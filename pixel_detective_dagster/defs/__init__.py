@@ -1,0 +1,1 @@
+"""The Dagster layer: assets, checks, resources, sensors, jobs and automation over the domain packages."""

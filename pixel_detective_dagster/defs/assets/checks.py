@@ -1,0 +1,79 @@
+"""Asset checks that would catch each silent failure in production, run per batch with its materialization."""
+
+from collections.abc import Callable
+
+import pandas as pd
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
+
+from pixel_detective_dagster.defs.assets.files import image_manifest
+from pixel_detective_dagster.defs.assets.index import vector_index
+from pixel_detective_dagster.defs.assets.partitions import image_batches
+from pixel_detective_dagster.defs.resources.index import VectorIndexResource
+from pixel_detective_dagster.defs.resources.storage import StorageResource
+from pixel_detective_dagster.index.health import (
+    Health,
+    failed_ratio,
+    points_have_thumbnail_and_caption,
+    points_match_catalog,
+    vectors_are_usable,
+)
+from pixel_detective_dagster.index.vector_index import VectorIndex
+from pixel_detective_dagster.storage.artifacts import read_parquet
+from pixel_detective_dagster.storage.layout import parse_batch_key
+
+
+def _per_collection(
+    context: AssetCheckExecutionContext,
+    storage: StorageResource,
+    index: VectorIndexResource,
+    check: Callable[[str, VectorIndex], Health],
+) -> AssetCheckResult:
+    """Run ``check`` on each collection of the run's batches; passes only if every collection passes."""
+    results = {
+        c: check(c, index.for_collection(storage.layout, c))
+        for c in sorted({parse_batch_key(k)[0] for k in context.partition_keys})
+    }
+    metadata = {f"{c}/{name}": value for c, health in results.items() for name, value in health.metadata.items()}
+    return AssetCheckResult(passed=all(h.passed for h in results.values()), metadata=metadata)
+
+
+@asset_check(asset=vector_index, partitions_def=image_batches)
+def one_point_per_unique_image(
+    context: AssetCheckExecutionContext, storage: StorageResource, vector_index: VectorIndexResource
+) -> AssetCheckResult:
+    """The index holds exactly one point per unique content the catalog calls indexed."""
+    return _per_collection(
+        context, storage, vector_index, lambda c, index: points_match_catalog(storage.catalog, index, c)
+    )
+
+
+@asset_check(asset=vector_index, partitions_def=image_batches)
+def no_nan_or_zero_vectors(
+    context: AssetCheckExecutionContext, storage: StorageResource, vector_index: VectorIndexResource
+) -> AssetCheckResult:
+    """No indexed vector is NaN, infinite or all zeros."""
+    return _per_collection(context, storage, vector_index, lambda _, index: vectors_are_usable(index))
+
+
+@asset_check(asset=vector_index, partitions_def=image_batches)
+def every_point_has_thumbnail_and_caption(
+    context: AssetCheckExecutionContext, storage: StorageResource, vector_index: VectorIndexResource
+) -> AssetCheckResult:
+    """Each point's caption is non-empty and its thumbnail file exists."""
+    return _per_collection(context, storage, vector_index, lambda _, index: points_have_thumbnail_and_caption(index))
+
+
+@asset_check(asset=image_manifest, partitions_def=image_batches)
+def failed_file_ratio(context: AssetCheckExecutionContext, storage: StorageResource) -> AssetCheckResult:
+    """Warns when more than 20% of the batch's new or changed files could not be used."""
+    frames = [read_parquet(storage.layout.batch_artifact(k, "manifest"), ["status"]) for k in context.partition_keys]
+    health = failed_ratio(pd.concat(frames) if frames else pd.DataFrame({"status": []}))
+    return AssetCheckResult(passed=health.passed, severity=AssetCheckSeverity.WARN, metadata=health.metadata)
+
+
+ALL_CHECKS = [
+    one_point_per_unique_image,
+    no_nan_or_zero_vectors,
+    every_point_has_thumbnail_and_caption,
+    failed_file_ratio,
+]

@@ -1,0 +1,50 @@
+"""Stage 3: the batch in the collection's Qdrant index."""
+
+from contextlib import ExitStack
+
+from dagster import AssetExecutionContext, Backoff, MaterializeResult, RetryPolicy, asset
+
+from pixel_detective_dagster.catalog.batch_inputs import batch_context
+from pixel_detective_dagster.defs.assets.models import blip_captions, clip_embeddings
+from pixel_detective_dagster.defs.assets.partitions import BATCH_ASSET_ARGS
+from pixel_detective_dagster.defs.assets.stages import stage
+from pixel_detective_dagster.defs.resources.index import VectorIndexResource
+from pixel_detective_dagster.defs.resources.storage import StorageResource
+from pixel_detective_dagster.index.sync import load_batch_features, sync_batch
+
+# A Qdrant server can be briefly unreachable (restart, network): retry with backoff before failing the run.
+INDEX_RETRY_POLICY = RetryPolicy(max_retries=2, delay=1.0, backoff=Backoff.EXPONENTIAL)
+
+
+@asset(
+    **BATCH_ASSET_ARGS,
+    deps=[clip_embeddings, blip_captions],
+    **stage("index"),
+    kinds={"qdrant"},
+    retry_policy=INDEX_RETRY_POLICY,
+)
+def vector_index(
+    context: AssetExecutionContext, storage: StorageResource, vector_index: VectorIndexResource
+) -> MaterializeResult:
+    """Upserts the batch into the CLIP model's named vector with deterministic UUIDv5 ids and full payload
+    (plus a BM25 caption vector); re-points or removes changed and deleted files; optimizes once at the end."""
+    totals = {"upserted": 0, "payload_updated": 0, "deleted": 0}
+    indexes = {}
+    with ExitStack() as bulk_loads:  # HNSW deferred per collection until all its batches are in
+        for key in context.partition_keys:
+            batch = batch_context(storage.catalog, storage.layout, key)
+            features = load_batch_features(batch)
+            if batch.collection not in indexes:  # one run embeds with one CLIP model
+                expected = storage.catalog.status_counts(batch.collection)["unique_contents"]
+                indexes[batch.collection] = vector_index.for_collection(
+                    storage.layout, batch.collection, features.dim, features.clip_model, expected
+                )
+                bulk_loads.enter_context(indexes[batch.collection].bulk())
+            index = indexes[batch.collection]
+            sync = sync_batch(storage.catalog, index, batch.collection, key, features)
+            for name in totals:
+                totals[name] += getattr(sync, name)
+            context.log.info(f"{key}: {sync}")
+    counts = {f"points_in_{c}": index.count() for c, index in indexes.items()}
+    vectors = {f"vector_in_{c}": index.vector or "" for c, index in indexes.items()}
+    return MaterializeResult(metadata={**totals, "backend": vector_index.backend, **counts, **vectors})

@@ -1,0 +1,105 @@
+"""Metadata helpers shared by the asset bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from dagster import MetadataValue
+
+from pixel_detective_dagster.defs.assets.ui_metadata import cluster_map_markdown, contact_sheet_markdown, display_labels
+from pixel_detective_dagster.models.registry import LoadedModel
+from pixel_detective_dagster.projection import MapUpdate
+from pixel_detective_dagster.projection.labels import cluster_summary
+
+MAX_TABLE_ROWS = 50
+
+
+def failures_table(failures: Sequence[tuple[str, str]]) -> MetadataValue:
+    """Markdown table of (item, reason); long lists are cut with a count of the rest."""
+    if not failures:
+        return MetadataValue.md("No failures.")
+    lines = ["| file | reason |", "| --- | --- |"]
+    lines += [f"| `{item}` | {reason} |" for item, reason in failures[:MAX_TABLE_ROWS]]
+    if len(failures) > MAX_TABLE_ROWS:
+        lines.append(f"| ... | {len(failures) - MAX_TABLE_ROWS} more |")
+    return MetadataValue.md("\n".join(lines))
+
+
+def artifact_links(paths: Sequence[Path]) -> dict[str, MetadataValue]:
+    return {f"artifact_{i}" if len(paths) > 1 else "artifact": MetadataValue.path(str(p)) for i, p in enumerate(paths)}
+
+
+def model_metadata(loaded: LoadedModel) -> dict[str, object]:
+    metadata: dict[str, object] = {
+        "model": loaded.identity,
+        "model_load_seconds": round(loaded.load_seconds, 3),
+        "model_already_loaded": loaded.cached,
+    }
+    if loaded.random_weights:
+        metadata["warning"] = "tiny random-weight test model: results are NOT semantic"
+    return metadata
+
+
+def rate(count: int, seconds: float) -> float:
+    return round(count / seconds, 1) if seconds else 0.0
+
+
+def thumbnail_metadata(frames: Sequence[pd.DataFrame], seconds: float) -> dict[str, object]:
+    """Counts, throughput, failures and a contact sheet over the batches' thumbnail frames."""
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["status", "cached", "hash"])
+    ok, failed = frame[frame["status"] == "ok"], frame[frame["status"] == "failed"]
+    made = int((~ok["cached"].astype(bool)).sum())
+    return {
+        "thumbnails_made": made,
+        "already_in_store": int(frame["cached"].astype(bool).sum()),
+        "failed": len(failed),
+        "thumbnails_per_second": rate(made, seconds),
+        "failures": failures_table(list(zip(failed["hash"], failed["reason"]))),
+        "contact_sheet": contact_sheet_markdown(ok["thumbnail"].tolist() if len(ok) else []),
+    }
+
+
+def map_metadata(update: MapUpdate, points: int, written: int, path: Path) -> dict[str, object]:
+    """How one collection's map was updated (fit or transform and why), its quality and its artifact."""
+    reducer = update.reducer
+    details = {
+        "points": points,
+        "mode": update.mode,
+        "reason": update.reason,
+        "method": reducer.method if reducer else None,
+        "trustworthiness": update.trustworthiness,
+        "pca_neighbour_recall": reducer.pca_recall if reducer else None,
+        "pca_explained_variance": reducer.pca_variance if reducer else None,
+        **{f"points_{kind}": count for kind, count in update.counts().items()},
+        "payloads_updated": written,
+        "seconds": round(update.seconds, 3),
+        "artifact": MetadataValue.path(str(path)),
+    }
+    return {key: value for key, value in details.items() if value is not None}
+
+
+def cluster_metadata(table: pd.DataFrame, written: int, path: Path) -> dict[str, object]:
+    """Cluster counts, names and the cluster map picture of one collection's labelled map table."""
+    named = table[table["cluster"] >= 0].drop_duplicates("cluster")
+    return {
+        "points": len(table),
+        "density_clusters": int(named["cluster"].nunique()),
+        "noise_points": int((table["cluster"] == -1).sum()),
+        "outliers": int(table["outlier"].sum()),
+        "kmeans_k": int(table["kmeans_cluster"].nunique()),
+        "payloads_updated": written,
+        "cluster_names": MetadataValue.md(cluster_summary(table)),
+        "map": cluster_map_markdown(
+            table[["x", "y"]].to_numpy(),
+            display_labels(table["cluster"].to_numpy(), table["kmeans_cluster"].to_numpy()),
+            dict(zip(named["cluster"].astype(int), named["cluster_name"])),
+        ),
+        "artifact": MetadataValue.path(str(path)),
+    }
+
+
+def per_collection(collection: str, metadata: dict[str, object]) -> dict[str, object]:
+    """Metadata keys prefixed by their collection (one run may cover several collections)."""
+    return {f"{collection}/{key}": value for key, value in metadata.items()}

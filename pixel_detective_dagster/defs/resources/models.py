@@ -1,0 +1,155 @@
+"""CLIP and caption model resources: configured from the environment, loaded once per process.
+
+``version()`` digests the settings that change a model's outputs; the model assets use it as their
+code version, so changing the configured model marks exactly the embeddings / captions stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableResource, EnvVar
+
+from pixel_detective_dagster.defs.resources.env import env_fields
+from pixel_detective_dagster.models.captioner import (
+    CAPTION_MODEL_ENV,
+    DEFAULT_CAPTION_MODEL,
+    Captioner,
+    Generation,
+    load_captioner,
+)
+from pixel_detective_dagster.models.clip import (
+    CLIP_MODEL_ENV,
+    CLIP_PRETRAINED_ENV,
+    DEFAULT_CLIP_MODEL,
+    ClipEncoder,
+    load_clip,
+)
+from pixel_detective_dagster.models.device import DEVICE_ENV, resolve_target
+from pixel_detective_dagster.models.registry import LoadedModel
+
+COMPILE_ENV = "PIXEL_DETECTIVE_COMPILE"
+# field -> environment variable, per resource; int fields are read with EnvVar.int
+CLIP_ENV = {
+    "model": CLIP_MODEL_ENV,
+    "pretrained": CLIP_PRETRAINED_ENV,
+    "device": DEVICE_ENV,
+    "precision": "PIXEL_DETECTIVE_CLIP_PRECISION",
+    "batch_size": "PIXEL_DETECTIVE_CLIP_BATCH_SIZE",
+}
+CAPTION_ENV = {
+    "model": CAPTION_MODEL_ENV,
+    "device": DEVICE_ENV,
+    "precision": "PIXEL_DETECTIVE_CAPTION_PRECISION",
+    "batch_size": "PIXEL_DETECTIVE_CAPTION_BATCH_SIZE",
+    "max_new_tokens": "PIXEL_DETECTIVE_CAPTION_MAX_TOKENS",
+    "num_beams": "PIXEL_DETECTIVE_CAPTION_BEAMS",
+    "prompt": "PIXEL_DETECTIVE_CAPTION_PROMPT",
+}
+
+
+def _value(value: Any) -> Any:
+    return value.get_value() if isinstance(value, EnvVar) else value
+
+
+def _digest(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _weights_stamp(model: str | None) -> list[tuple[str, int, int]]:
+    """Name, size and mtime of local weights files (cheap: a changed file changes the code version)."""
+    if not model:
+        return []
+    path = Path(model).expanduser()
+    files = sorted(path.rglob("*")) if path.is_dir() else [path] if path.is_file() else []
+    return [
+        (f.name, f.stat().st_size, f.stat().st_mtime_ns)
+        for f in files
+        if f.suffix in {".safetensors", ".bin", ".pt", ".pth"}
+    ]
+
+
+class ClipModelResource(ConfigurableResource):
+    """open_clip model: architecture name, ``hf-hub:`` id or directory, plus pretrained tag or checkpoint.
+
+    ``precision``: auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, fp16, bf16, int8 (CPU dynamic quantization).
+    ``batch_size``: 0 = per-device default; on CUDA the ceiling of the free-memory probe.
+    """
+
+    model: str = DEFAULT_CLIP_MODEL
+    pretrained: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    compile_model: bool = False
+    batch_size: int = 0
+
+    def load(self) -> tuple[ClipEncoder, LoadedModel]:
+        encoder, seconds, cached = load_clip(
+            self.model, self.pretrained, self.device, self.precision, self.compile_model, self.batch_size
+        )
+        return encoder, LoadedModel(encoder.identity, seconds, cached, encoder.random_weights)
+
+    def version(self) -> str:
+        model, pretrained = _value(self.model), _value(self.pretrained)
+        precision = resolve_target(_value(self.device), _value(self.precision))[1]
+        return _digest(
+            {
+                "model": model,
+                "pretrained": pretrained,
+                "precision": precision,
+                "weights": _weights_stamp(model) + _weights_stamp(pretrained),
+            }
+        )
+
+
+class CaptionModelResource(ConfigurableResource):
+    """transformers captioner (BLIP by default; BLIP-2, GIT, ...) by hub id or local directory.
+
+    Batched generation: greedy unless ``num_beams`` > 1, at most ``max_new_tokens``, optional ``prompt``.
+    """
+
+    model: str = DEFAULT_CAPTION_MODEL
+    device: str = "auto"
+    precision: str = "auto"
+    compile_model: bool = False
+    batch_size: int = 0
+    max_new_tokens: int = 30
+    num_beams: int = 1
+    prompt: str | None = None
+
+    @property
+    def generation(self) -> Generation:
+        return Generation(_value(self.max_new_tokens), _value(self.num_beams), _value(self.prompt) or None)
+
+    def load(self) -> tuple[Captioner, LoadedModel]:
+        loaded, seconds, cached = load_captioner(
+            self.model, self.device, self.precision, self.compile_model, self.batch_size
+        )
+        captioner = loaded.with_generation(self.generation)
+        return captioner, LoadedModel(captioner.identity, seconds, cached, captioner.random_weights)
+
+    def version(self) -> str:
+        model = _value(self.model)
+        precision = resolve_target(_value(self.device), _value(self.precision))[1]
+        return _digest(
+            {
+                "model": model,
+                "precision": precision,
+                "generation": self.generation.tag,
+                "weights": _weights_stamp(model),
+            }
+        )
+
+
+def model_resources_from_env() -> dict[str, ConfigurableResource]:
+    compile_model = os.environ.get(COMPILE_ENV, "").lower() in {"1", "true", "yes"}
+    return {
+        "clip_model": ClipModelResource(compile_model=compile_model, **env_fields(CLIP_ENV, {"batch_size"})),
+        "caption_model": CaptionModelResource(
+            compile_model=compile_model, **env_fields(CAPTION_ENV, {"batch_size", "max_new_tokens", "num_beams"})
+        ),
+    }

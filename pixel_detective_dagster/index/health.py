@@ -1,0 +1,68 @@
+"""Checks that catch silent failures in a collection's index (plain functions the asset checks call)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pixel_detective_dagster.catalog.store import Catalog
+from pixel_detective_dagster.index.vector_index import VectorIndex, point_id
+
+DEFAULT_MAX_FAILED_RATIO = 0.2
+_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Health:
+    passed: bool
+    metadata: dict[str, object] = field(default_factory=dict)
+
+
+def points_match_catalog(catalog: Catalog, index: VectorIndex, collection: str) -> Health:
+    """Exactly one point per unique content the catalog calls indexed, and no other point."""
+    expected = {point_id(collection, h) for h in catalog.indexed_hashes(collection)}
+    actual = {p.id for p in index.all_points(with_vectors=False)}
+    missing, extra = sorted(expected - actual), sorted(actual - expected)
+    return Health(
+        not missing and not extra,
+        {
+            "points": len(actual),
+            "unique_indexed_contents": len(expected),
+            "missing": missing[:_SHOWN],
+            "unexpected": extra[:_SHOWN],
+        },
+    )
+
+
+def vectors_are_usable(index: VectorIndex) -> Health:
+    """No point's vector is NaN, infinite or all zeros (such points match nothing, or everything)."""
+    bad = [
+        p.id
+        for p in index.all_points(with_vectors=True)
+        if p.vector is None or not np.isfinite(p.vector).all() or not np.any(p.vector)
+    ]
+    return Health(not bad, {"bad_vectors": len(bad), "examples": bad[:_SHOWN]})
+
+
+def points_have_thumbnail_and_caption(index: VectorIndex) -> Health:
+    """Every point has a non-empty caption and a thumbnail file that exists."""
+    incomplete = [
+        p.id
+        for p in index.all_points(with_vectors=False)
+        if not str(p.payload.get("caption") or "").strip() or not Path(str(p.payload.get("thumbnail") or "")).is_file()
+    ]
+    return Health(not incomplete, {"incomplete_points": len(incomplete), "examples": incomplete[:_SHOWN]})
+
+
+def failed_ratio(manifest: pd.DataFrame, threshold: float = DEFAULT_MAX_FAILED_RATIO) -> Health:
+    """The share of a batch's new or changed files that failed is at most ``threshold``."""
+    files = manifest[manifest["status"] != "deleted"]
+    failed = int((files["status"] == "failed").sum())
+    ratio = failed / len(files) if len(files) else 0.0
+    return Health(
+        ratio <= threshold,
+        {"files": len(files), "failed": failed, "failed_ratio": round(ratio, 4), "threshold": threshold},
+    )

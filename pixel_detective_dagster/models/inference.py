@@ -1,0 +1,110 @@
+"""Run a model over image contents: decoding and preprocessing in worker threads overlap batched inference."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import torch
+
+from pixel_detective_dagster.media.imaging import ImageError
+from pixel_detective_dagster.media.manifests import default_workers, load_verified
+
+R = TypeVar("R")
+
+
+@dataclass
+class InferenceOutcome(Generic[R]):
+    """Results per content hash, failures with reasons, and throughput figures."""
+
+    results: dict[str, R] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    computed: int = 0
+    cached: int = 0
+    seconds: float = 0.0
+    decode_wait_seconds: float = 0.0  # time the model sat idle waiting for decoded images
+
+    @property
+    def images_per_second(self) -> float:
+        return self.computed / self.seconds if self.seconds > 0 else 0.0
+
+
+def prefetched(
+    items: Sequence[tuple[str, str]],
+    prepare: Callable[[str, str], torch.Tensor],
+    batch_size: int,
+    workers: int,
+    waited: list[float] | None = None,
+) -> Iterator[list[tuple[str, torch.Tensor | ImageError]]]:
+    """Yield batches of (hash, tensor or error) in the order decoding finishes, about two batches ahead.
+
+    A slow image (a huge PNG, a slow disk) never holds up the batch: whatever finished first goes to the
+    device. Seconds spent waiting for decoders are added to ``waited[0]``.
+    """
+    ahead = max(2 * batch_size, workers)
+    source = iter(items)
+    pending: dict[Future[torch.Tensor], str] = {}
+    ready: list[tuple[str, torch.Tensor | ImageError]] = []
+    with ThreadPoolExecutor(workers) as pool:
+
+        def top_up() -> None:
+            while len(pending) + len(ready) < ahead and (item := next(source, None)) is not None:
+                pending[pool.submit(prepare, *item)] = item[0]
+
+        top_up()
+        while pending or ready:
+            while len(ready) < batch_size and pending:
+                start = time.perf_counter()
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                if waited is not None:
+                    waited[0] += time.perf_counter() - start
+                ready.extend((pending.pop(future), _result(future)) for future in done)
+                top_up()
+            batch, ready = ready[:batch_size], ready[batch_size:]
+            top_up()
+            yield batch
+
+
+def _result(future: Future[torch.Tensor]) -> torch.Tensor | ImageError:
+    try:
+        return future.result()
+    except ImageError as exc:
+        return exc
+
+
+def run_over_contents(
+    root: Path,
+    items: Sequence[tuple[str, str]],
+    cached: dict[str, R],
+    prepare: Callable[[bytes], torch.Tensor],
+    infer: Callable[[torch.Tensor], Sequence[R]],
+    batch_size: int,
+    workers: int = 0,
+) -> InferenceOutcome[R]:
+    """Apply ``infer`` to every (hash, relative path) not already in ``cached``.
+
+    Each file is re-read and checked against its hash before decoding, so a result always belongs
+    to the content the manifest recorded.
+    """
+    outcome: InferenceOutcome[R] = InferenceOutcome(results=dict(cached), cached=len(cached))
+    todo = [(h, p) for h, p in items if h not in cached]
+    start = time.perf_counter()
+
+    def load(content: str, relative: str) -> torch.Tensor:
+        return prepare(load_verified(root, relative, content))
+
+    waited = [0.0]
+    for batch in prefetched(todo, load, batch_size, workers or default_workers(), waited):
+        good = [(h, t) for h, t in batch if isinstance(t, torch.Tensor)]
+        outcome.failures.update({h: str(e) for h, e in batch if isinstance(e, ImageError)})
+        if good:
+            values = infer(torch.stack([t for _, t in good]))
+            outcome.results.update(zip([h for h, _ in good], values))
+            outcome.computed += len(good)
+    outcome.seconds = time.perf_counter() - start
+    outcome.decode_wait_seconds = waited[0]
+    return outcome

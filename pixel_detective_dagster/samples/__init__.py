@@ -1,0 +1,1 @@
+"""Generated sample photos (demo folder, test RAW files). Imports nothing of the package."""
