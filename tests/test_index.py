@@ -179,23 +179,6 @@ def test_hybrid_beats_either_ranking_alone(make_index: Factory) -> None:
         assert names(index.hybrid(query_vector, query_text, 2, filters=soup)) == ["lookalike1"]
 
 
-def test_near_duplicate_pairs(make_index: Factory) -> None:
-    index = make_index()
-    index.upsert(
-        [
-            point("a", axis(1), "x"),
-            point("a2", axis(1, 0.02, towards=4), "x"),
-            point("b", axis(2), "y"),
-            point("c", axis(2, 0.5, towards=3), "z"),
-        ]
-    )
-    pairs = index.near_duplicates(0.99)
-    assert [(sorted((a, b)), round(s, 3)) for a, b, s in pairs] == [
-        (sorted((point_id("t", "a"), point_id("t", "a2"))), 1.0)
-    ]
-    assert len(index.near_duplicates(0.8)) == 2
-
-
 def test_each_clip_model_has_its_own_vector_slot(make_index: Factory) -> None:
     first = make_index()
     first.upsert([point("old", axis(0), "old model")])

@@ -216,7 +216,7 @@ def test_cluster_names_are_the_words_that_set_a_cluster_apart() -> None:
     assert names[1].split(", ")[:2] == ["car", "street"]
     assert names[-1] == "unclustered"
     assert not {"sunny", "arafed", "picture"} & set(", ".join(names.values()).split(", "))
-    assert cluster_names(np.array([0, 0]), ["", None]) == {0: ""}
+    assert cluster_names(np.array([0, 0]), ["", None]) == {0: "cluster 0"}
 
 
 @pytest.mark.parametrize("clusterer", ["hdbscan", "dbscan"])

@@ -103,12 +103,24 @@ def test_filters(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert all(word.lower() in r["caption"].lower() for r in search(capsys, "a photo", "--caption-contains", word))
 
 
-def test_near_duplicates(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_duplicate_groups(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = cli_json(capsys, "search", "--duplicates", "--threshold", "0.98", "--collection", "lib")
-    names = [{Path(p["a"]).name, Path(p["b"]).name} for p in out["pairs"]]
     first = min((library / "trip").glob("*.jpg")).name
-    assert {first, "recompressed.jpg"} in names
-    assert all(p["score"] >= 0.98 for p in out["pairs"])
+    groups = [{Path(p).name for m in g["members"] for p in m["paths"]} for g in out["near"]]
+    assert any({first, "recompressed.jpg"} <= g for g in groups)
+    assert out["near_groups"] == len(out["near"]) and out["threshold"] == 0.98
+    assert all(m["best"] >= 0.98 for g in out["near"] for m in g["members"])
+    capsys.readouterr()
+    assert main(["search", "--duplicates", "--threshold", "0.98", "--collection", "lib", "--limit", "0"]) == 0
+    text = capsys.readouterr().out
+    assert f"{out['near_groups']} near-duplicate group(s)" in text and "showing 0 of" in text
+
+
+def test_like_a_missing_path_is_a_one_line_error(library: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["search", "--like", "trip/gone.jpg", "--collection", "lib"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "gone.jpg: no such file" in err and "Traceback" not in err
 
 
 def test_collections_and_export(library: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -116,10 +128,21 @@ def test_collections_and_export(library: Path, capsys: pytest.CaptureFixture[str
     assert rows["lib"]["points"] == len(points()) == 8 and rows["lib"]["files"] == 8 and rows["spare"]["points"] == 2
     assert len(rows["lib"]["vectors"]) == 1 and rows["lib"]["vectors"][0].startswith("clip-")
     out = tmp_path / "lib.parquet"
-    assert main(["export", "--collection", "lib", "--out", str(out)]) == 0
+    assert main(["export", "--collection", "lib", "--out", str(out), "--with-vectors"]) == 0
     frame = pd.read_parquet(out)
-    assert len(frame) == 8 and {"path", "hash", "caption", "umap_x", "umap_y", "cluster"} <= set(frame.columns)
+    filterable = {"width", "height", "taken_at", "camera_make", "camera_model", "folder", "folders", "cluster"}
+    assert len(frame) == 8 and {"path", "hash", "caption", "umap_x", "umap_y", *filterable} <= set(frame.columns)
     assert frame["umap_x"].notna().all() and all(Path(p).exists() for p in frame["path"])
+    slot = rows["lib"]["vectors"][0]
+    stored = {pid: vector for pid, (_, vector) in points().items()}
+    assert all(np.allclose(v, stored[pid]) for pid, v in zip(frame["id"], frame[slot]))
+    # the export reproduces a filtered search with pandas alone
+    found = search(capsys, "--folder", "home", "--min-width", "640", "--limit", "20")
+    home = frame[frame["folders"].map(lambda f: "home" in list(f)) & (frame["width"] >= 640)]
+    assert {r["id"] for r in found} == set(home["id"])
+    dated = search(capsys, "--taken-from", "2024-02-01", "--taken-to", "2024-03-31", "--limit", "20")
+    in_range = frame[(frame["taken_at"] >= "2024-02-01") & (frame["taken_at"] < "2024-04-01")]
+    assert {r["id"] for r in dated} == set(in_range["id"])
 
 
 def test_rebuild_equals_original(library: Path, capsys: pytest.CaptureFixture[str]) -> None:

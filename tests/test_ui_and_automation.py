@@ -18,7 +18,7 @@ from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
 
 MAX_PICTURE_BYTES = 300_000
 UPSTREAM = ["image_manifest", "thumbnails", "clip_embeddings", "blip_captions", "vector_index"]
-MAPS = ["umap_projection", "image_clusters"]
+MAPS = ["umap_projection", "image_clusters", "duplicate_groups"]
 
 
 def embedded_picture(markdown: str) -> Image.Image:

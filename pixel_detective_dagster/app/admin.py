@@ -6,7 +6,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pandas as pd
@@ -25,6 +25,19 @@ EXPORT_COLUMNS = [
     "path",
     "hash",
     "caption",
+    "width",
+    "height",
+    "taken_at",
+    "camera_make",
+    "camera_model",
+    "folder",
+    "folders",
+    "format",
+    "frames",
+    "size",
+    "orientation",
+    "gps_lat",
+    "gps_lon",
     "umap_x",
     "umap_y",
     "cluster",
@@ -33,7 +46,7 @@ EXPORT_COLUMNS = [
     "kmeans_cluster",
     "paths",
     "id",
-]
+]  # every payload field a search filters on (folders: every ancestor folder, as --folder matches), then the map
 MAP_ARTIFACTS = {
     "umap_projection": ("x", "y"),
     "image_clusters": ("cluster", "cluster_name", "outlier", "kmeans_cluster"),
@@ -75,12 +88,20 @@ class Admin:
             )
         return rows
 
-    def export(self, collection: str, out: Path) -> int:
-        """Write the collection's points (path, hash, caption, UMAP x/y, clusters) to a Parquet file."""
+    def export(self, collection: str, out: Path, with_vectors: bool = False) -> int:
+        """Write the collection's points to Parquet: paths, hash, caption, every filterable payload field, map and
+        clusters; ``with_vectors`` adds one list column per CLIP model, named after its vector slot."""
         root = self.catalog.collection(collection).root
-        points = self.indexes.for_collection(self.layout, collection).all_points(with_vectors=False)
+        index = self.indexes.for_collection(self.layout, collection)
+        points = index.all_points(with_vectors=False)
         frame = pd.DataFrame([{**p.payload, "id": p.id} for p in points]).reindex(columns=EXPORT_COLUMNS)
+        frame["folder"] = [str(PurePosixPath(p).parent) if isinstance(p, str) else None for p in frame["path"]]
         frame["path"] = [str(root / p) if isinstance(p, str) else None for p in frame["path"]]
+        frame["paths"] = [[str(root / p) for p in paths] if isinstance(paths, list) else [] for paths in frame["paths"]]
+        frame["taken_at"] = pd.to_datetime(frame["taken_at"], errors="coerce")
+        for slot in index.vector_names() if with_vectors else ():
+            vectors = {p.id: p.vector for p in index.all_points(with_vectors=True, slot=slot)}
+            frame[slot] = [vectors.get(pid) for pid in frame["id"]]
         write_parquet(frame.sort_values("path", ignore_index=True), out)
         return len(frame)
 

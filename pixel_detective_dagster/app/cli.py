@@ -10,6 +10,7 @@ from pathlib import Path
 from pixel_detective_dagster.app.search import NOT_SEMANTIC, print_results
 from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE
 from pixel_detective_dagster.catalog.store import UnknownCollectionError
+from pixel_detective_dagster.index.duplicates import DEFAULT_THRESHOLD, Duplicates
 from pixel_detective_dagster.index.vector_index import SearchFilters
 from pixel_detective_dagster.models.registry import ModelLoadError
 from pixel_detective_dagster.storage.layout import InvalidNameError
@@ -51,18 +52,16 @@ def _filters(args: argparse.Namespace) -> SearchFilters:
 def _search(args: argparse.Namespace) -> int:
     from pixel_detective_dagster.app.search import (
         SearchRequest,
-        near_duplicates,
+        duplicates,
         run_search,
     )  # lazy: heavy start-up, unneeded by other commands
 
     if args.duplicates:
-        pairs = near_duplicates(args.collection, args.threshold, args.limit)
+        found = duplicates(args.collection, args.threshold)
         if args.json:
-            print(json.dumps({"collection": args.collection, "threshold": args.threshold, "pairs": pairs}, indent=2))
+            print(json.dumps({"collection": args.collection, **found.as_dict(args.limit)}, indent=2))
         else:
-            print(f"{len(pairs)} near-duplicate pair(s) in {args.collection} at similarity >= {args.threshold}")
-            for p in pairs:
-                print(f"  {p['score']:.4f}  {p['a']}\n          {p['b']}")
+            _print_duplicates(found, args.limit)
         return 0
     request = SearchRequest(
         args.collection,
@@ -96,6 +95,18 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_duplicates(found: Duplicates, limit: int) -> None:
+    print(found.summary())
+    for title, groups in (("exact copies", found.exact), ("near-duplicate groups", found.near)):
+        if groups:
+            print(f"{title} (showing {min(limit, len(groups))} of {len(groups)}; --limit N for more):")
+        for n, group in enumerate(groups[:limit], 1):
+            print(f"  {n}. {len(group.members)} image(s), {group.files} file(s), top similarity {group.top:.4f}")
+            for member in group.members:
+                score = "" if group.kind == "exact" else f"{member.best:.4f}  "
+                print("\n".join(f"       {score}{path}" for path in member.paths))
+
+
 def _collections(args: argparse.Namespace) -> int:
     from pixel_detective_dagster.app.admin import open_admin  # lazy: heavy start-up, unneeded by other commands
 
@@ -117,7 +128,7 @@ def _export(args: argparse.Namespace) -> int:
     from pixel_detective_dagster.app.admin import open_admin  # lazy: heavy start-up, unneeded by other commands
 
     with open_admin() as admin:
-        n = admin.export(args.collection, Path(args.out))
+        n = admin.export(args.collection, Path(args.out), args.with_vectors)
     print(f"wrote {n} point(s) of {args.collection} to {args.out}")
     return 0
 
@@ -216,8 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--like", metavar="POINT", help="more like this point id or collection image path")
     query.add_argument("--caption", metavar="WORDS", help="rank captions by full-text (BM25) relevance to WORDS")
     query.add_argument("--hybrid", action="store_true", help="fuse CLIP and caption rankings of TEXT (RRF)")
-    query.add_argument("--duplicates", action="store_true", help="list near-duplicate pairs in the collection")
-    query.add_argument("--threshold", type=float, default=0.95, help="similarity for --duplicates (default 0.95)")
+    query.add_argument(
+        "--duplicates",
+        action="store_true",
+        help="exact copies and near-duplicate groups (all pairs at or above --threshold); --limit groups of each",
+    )
+    query.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"CLIP cosine similarity for --duplicates (default {DEFAULT_THRESHOLD})",
+    )
     where = p.add_argument_group("filters (combine with any query, or use alone)")
     where.add_argument("--taken-from", metavar="DATE", help="EXIF capture date/time from (ISO, inclusive)")
     where.add_argument("--taken-to", metavar="DATE", help="EXIF capture date/time to (ISO, inclusive)")
@@ -236,9 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_collections)
 
-    p = commands.add_parser("export", help="write a collection's points (path, hash, caption, map, cluster) to Parquet")
+    p = commands.add_parser(
+        "export", help="write a collection's points (paths, caption, filterable fields, map, clusters) to Parquet"
+    )
     p.add_argument("--collection", required=True)
     p.add_argument("--out", required=True, help="output .parquet file")
+    p.add_argument("--with-vectors", action="store_true", help="add each CLIP model's vectors (a list column each)")
     p.set_defaults(func=_export)
 
     p = commands.add_parser("delete", help="delete a collection's index, artifacts and catalog entries")

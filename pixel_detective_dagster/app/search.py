@@ -15,8 +15,9 @@ import numpy as np
 from dagster import build_resources
 
 from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.index.duplicates import DEFAULT_THRESHOLD, Duplicates, point_duplicates
 from pixel_detective_dagster.index.vector_index import Hit, SearchFilters, VectorIndex, point_id, vector_name
-from pixel_detective_dagster.media.imaging import content_hash, decode_rgb, read_bytes
+from pixel_detective_dagster.media.imaging import ImageError, content_hash, decode_rgb, read_bytes
 
 NOT_SEMANTIC = "WARNING: this index was built with tiny random-weight test models; results are NOT semantic."
 
@@ -99,24 +100,17 @@ def run_search(request: SearchRequest) -> SearchResponse:
     )
 
 
-def near_duplicates(collection: str, threshold: float = 0.95, limit: int = 100) -> list[dict[str, Any]]:
-    """Pairs of images in ``collection`` whose CLIP similarity is at least ``threshold``, most similar first."""
+def duplicates(collection: str, threshold: float = DEFAULT_THRESHOLD) -> Duplicates:
+    """Every exact-copy group and near-duplicate group of ``collection`` (all pairs >= ``threshold``), paths absolute.
+
+    The search service's duplicates view and ``search --duplicates`` call this; cut the groups for display.
+    """
     with build_resources(resources_from_env()) as resources:
         root = resources.storage.catalog.collection(collection).root
-        index = resources.vector_index.for_collection(resources.storage.layout, collection)
-        with index.session():
-            pairs = index.near_duplicates(threshold)[:limit]
-            points = {p.id: p.payload for p in index.retrieve(sorted({i for a, b, _ in pairs for i in (a, b)}))}
-    return [
-        {
-            "score": round(s, 4),
-            "a": str(root / points[a].get("path", "")),
-            "b": str(root / points[b].get("path", "")),
-            "a_id": a,
-            "b_id": b,
-        }
-        for a, b, s in pairs
-    ]
+        points = resources.vector_index.for_collection(resources.storage.layout, collection).all_points(True)
+    for p in points:
+        p.payload["paths"] = [str(root / path) for path in p.payload.get("paths") or [p.payload.get("path", "")]]
+    return point_duplicates(points, threshold)
 
 
 class _Searcher:
@@ -154,7 +148,7 @@ class _Searcher:
 
     def image_vector(self, path: Path) -> tuple[np.ndarray, str | None]:
         """The stored vector when this content is in the collection (and its point id), else a fresh embedding."""
-        data = read_bytes(path)
+        data = _query_file(path, "--image")
         pid = point_id(self.collection, content_hash(data))
         stored = self.stored_vector(pid)
         if stored is not None:
@@ -191,7 +185,16 @@ def _point_of(reference: str, collection: str, root: Path) -> str:
         return str(uuid.UUID(reference))
     except ValueError:
         path = Path(reference) if Path(reference).is_absolute() else root / reference
-        return point_id(collection, content_hash(read_bytes(path)))
+        return point_id(collection, content_hash(_query_file(path, "--like")))
+
+
+def _query_file(path: Path, option: str) -> bytes:
+    """The bytes of a query image; a missing or unreadable file is a one-line ``ValueError``."""
+    try:
+        return read_bytes(path)
+    except ImageError as exc:
+        reason = "no such file" if not path.exists() else str(exc)
+        raise ValueError(f"{option} {path}: {reason}") from exc
 
 
 def _results(hits: list[Hit], root: Path, offset: int) -> list[SearchResult]:

@@ -1,6 +1,7 @@
 """Declarative automation: a collection's map and clusters refresh themselves after new batches land.
 
-``MAPS_REFRESH`` (``AutomationCondition.eager()``) requests ``umap_projection`` / ``image_clusters`` for a
+``MAPS_REFRESH`` (``AutomationCondition.eager()``) requests ``umap_projection`` / ``image_clusters`` /
+``duplicate_groups`` (the per-collection views of the ``maps`` group) for a
 batch once its upstream is updated by a run that did not already include them (e.g. a batch
 materialized only up to the index from the UI, or a re-run of the index); nothing is requested while
 an upstream is missing or in progress, and a run that already carried the maps is not repeated.
@@ -20,5 +21,5 @@ maps_automation_sensor = AutomationConditionSensorDefinition(
     target=AssetSelection.groups(MAPS_GROUP),
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
-    description="Refreshes each collection's UMAP map and clusters after new batches reach the index.",
+    description="Refreshes each collection's UMAP map, clusters and duplicate groups after new batches reach the index.",
 )

@@ -15,7 +15,6 @@ from pixel_detective_dagster.index.points import (
     IndexPoint,
     IndexSettings,
     SearchFilters,
-    duplicate_pairs,
     vector_name,
 )
 
@@ -43,7 +42,7 @@ class QuerySpec:
 
 
 class QdrantIndex(ABC):
-    """Query kinds, batching and near-duplicate listing on top of a backend's ``_run`` / ``_upsert_chunk``."""
+    """Query kinds and batching on top of a backend's ``_run`` / ``_upsert_chunk``."""
 
     settings: IndexSettings
     model: str | None
@@ -80,11 +79,11 @@ class QdrantIndex(ABC):
         """Up to ``SCROLL_PAGE`` points from ``offset`` and the next page's offset (``None`` after the last page);
         ``None`` when the collection does not exist."""
 
-    def all_points(self, with_vectors: bool = True) -> list[IndexPoint]:
-        """Every point with payload (and this index's dense vector if asked)."""
+    def all_points(self, with_vectors: bool = True, slot: str | None = None) -> list[IndexPoint]:
+        """Every point with payload (and, if asked, its dense vector of this index's model or of ``slot``)."""
         points: list[IndexPoint] = []
         with self.session():
-            vector = self.vector if with_vectors else None
+            vector = (slot or self.vector) if with_vectors else None
             offset = None
             while (page := self._scroll_page(offset, vector)) is not None:
                 batch, offset = page
@@ -136,17 +135,3 @@ class QdrantIndex(ABC):
     def browse(self, limit: int, offset: int = 0, filters: SearchFilters | None = None) -> list[Hit]:
         """Points matching ``filters`` without ranking (e.g. only a caption keyword or a date range)."""
         return self._run([QuerySpec(limit, offset, filters=filters)])[0]
-
-    def near_duplicates(self, threshold: float, neighbours: int = 8, chunk: int = 256) -> list[tuple[str, str, float]]:
-        """Pairs of points whose CLIP cosine similarity is at least ``threshold``, best first."""
-        with self.session():
-            points = [p for p in self.all_points(with_vectors=True) if p.vector is not None]
-            ids = [p.id for p in points]
-            hits: list[list[Hit]] = []
-            for start in range(0, len(points), chunk):
-                specs = [
-                    QuerySpec(neighbours + 1, dense=p.vector, score_threshold=threshold, with_payload=False)
-                    for p in points[start : start + chunk]
-                ]
-                hits += self._run(specs)
-        return duplicate_pairs(ids, hits)

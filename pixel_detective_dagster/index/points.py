@@ -176,14 +176,3 @@ def build_filter(d: FilterDialect, filters: SearchFilters | None, exclude_ids: S
     if not must and not must_not:
         return None
     return d.filter(must=must or None, must_not=must_not or None)
-
-
-def duplicate_pairs(ids: Sequence[str], neighbours: Iterable[list[Hit]]) -> list[tuple[str, str, float]]:
-    """Unordered (id, id, score) pairs from each point's neighbour list, best first, each pair once."""
-    pairs: dict[tuple[str, str], float] = {}
-    for source, hits in zip(ids, neighbours):
-        for hit in hits:
-            if hit.id != source:
-                a, b = sorted((source, hit.id))
-                pairs[(a, b)] = max(pairs.get((a, b), -1.0), hit.score)
-    return sorted(((a, b, s) for (a, b), s in pairs.items()), key=lambda p: (-p[2], p[0], p[1]))

@@ -50,7 +50,13 @@ class ProjectionEngine(Protocol):
 
     def fit(self, vectors: np.ndarray, settings: ProjectionSettings) -> tuple[Reducer, np.ndarray]: ...
     def transform(self, reducer: Reducer, vectors: np.ndarray, settings: ProjectionSettings) -> np.ndarray: ...
-    def cluster(self, coords: np.ndarray, vectors: np.ndarray, settings: ProjectionSettings) -> Clusters: ...
+    def cluster(
+        self,
+        coords: np.ndarray,
+        vectors: np.ndarray,
+        settings: ProjectionSettings,
+        kmeans_init: np.ndarray | None = None,
+    ) -> Clusters: ...
 
 
 @dataclass
@@ -141,8 +147,17 @@ class EstimatorEngine:
             out[start : start + len(x)] = coords
         return kit.to_host(out).astype(np.float32)
 
-    def cluster(self, coords: np.ndarray, vectors: np.ndarray, settings: ProjectionSettings) -> Clusters:
-        """Density clusters (HDBSCAN or DBSCAN) on the map and K-Means on the embeddings."""
+    def cluster(
+        self,
+        coords: np.ndarray,
+        vectors: np.ndarray,
+        settings: ProjectionSettings,
+        kmeans_init: np.ndarray | None = None,
+    ) -> Clusters:
+        """Density clusters (HDBSCAN or DBSCAN) on the map and K-Means on the embeddings.
+
+        ``kmeans_init``: starting centroids (``settings.kmeans_k(n)`` rows), e.g. the last run's.
+        """
         n = len(coords)
         if n < MIN_UMAP_POINTS:
             return Clusters(np.zeros(n, np.int64), np.ones(n, np.float32), np.zeros(n, np.int64), min(n, 1))
@@ -156,7 +171,9 @@ class EstimatorEngine:
             labels = kit.to_host(density.labels_)
             membership = (labels >= 0).astype(np.float32)
         k = settings.kmeans_k(n)
-        kmeans = kit.KMeans(n_clusters=k, n_init=1, random_state=settings.seed or 0).fit(self._unit(kit, vectors))
+        init = "k-means++" if kmeans_init is None else kit.xp.asarray(kmeans_init, dtype=kit.xp.float32)
+        kmeans = kit.KMeans(n_clusters=k, init=init, n_init=1, random_state=settings.seed or 0)
+        kmeans.fit(self._unit(kit, vectors))
         return Clusters(
             labels.astype(np.int64), membership.astype(np.float32), kit.to_host(kmeans.labels_).astype(np.int64), k
         )

@@ -4,7 +4,7 @@ import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from pixel_detective_dagster.defs.assets.index import vector_index
-from pixel_detective_dagster.defs.assets.partitions import BATCH_ASSET_ARGS
+from pixel_detective_dagster.defs.assets.partitions import BATCH_ASSET_ARGS, collections_of
 from pixel_detective_dagster.defs.assets.reporting import cluster_metadata, map_metadata, per_collection
 from pixel_detective_dagster.defs.assets.stages import stage
 from pixel_detective_dagster.defs.automation import MAPS_GROUP, MAPS_REFRESH
@@ -21,14 +21,9 @@ from pixel_detective_dagster.index.map_payloads import (
 from pixel_detective_dagster.projection import update_map
 from pixel_detective_dagster.projection.labels import label_map
 from pixel_detective_dagster.storage.artifacts import read_parquet, write_parquet
-from pixel_detective_dagster.storage.layout import parse_batch_key
 
 MAP_FILE = "umap_projection.parquet"
 CLUSTERS_FILE = "image_clusters.parquet"  # id, hash, path, x, y, cluster, cluster_name, outlier, ...: the plottable map
-
-
-def _collections(keys: list[str]) -> list[str]:
-    return sorted({parse_batch_key(k)[0] for k in keys})
 
 
 @asset(
@@ -48,7 +43,7 @@ def umap_projection(
     by transform, a full refit when the collection has grown past ``refit_fraction`` or on request."""
     engine, choice = projection.make_engine(storage.layout)
     metadata: dict[str, object] = {"engine": engine.name, "engine_reason": choice.reason}
-    for collection in _collections(context.partition_keys):
+    for collection in collections_of(context.partition_keys):
         index = vector_index.for_collection(storage.layout, collection)
         points = index.all_points(with_vectors=True)
         path = storage.layout.collection_dir(collection) / MAP_FILE
@@ -86,16 +81,16 @@ def image_clusters(
     engine, _ = projection.make_engine(storage.layout)
     settings = projection.settings()
     metadata: dict[str, object] = {"clusterer": settings.clusterer}
-    for collection in _collections(context.partition_keys):
+    for collection in collections_of(context.partition_keys):
         index = vector_index.for_collection(storage.layout, collection)
         coords = read_parquet(storage.layout.collection_dir(collection) / MAP_FILE).set_index("id")
         points = [p for p in index.all_points(with_vectors=True) if p.id in coords.index]
         xy = coords.loc[[p.id for p in points], ["x", "y"]].to_numpy(np.float32)
         captions = [p.payload.get("caption") for p in points]
-        table = label_map([p.id for p in points], xy, point_vectors(points), captions, engine, settings)
-        path = write_parquet(
-            with_point_columns(table, points), storage.layout.collection_dir(collection) / CLUSTERS_FILE
-        )
+        out = storage.layout.collection_dir(collection) / CLUSTERS_FILE
+        previous = read_parquet(out, ["id", "kmeans_cluster"]) if out.exists() else None  # keeps K-Means ids
+        table = label_map([p.id for p in points], xy, point_vectors(points), captions, engine, settings, previous)
+        path = write_parquet(with_point_columns(table, points), out)
         written = set_changed_payloads(index, points, cluster_payloads(table))
         metadata.update(per_collection(collection, cluster_metadata(table, written, path)))
     return MaterializeResult(metadata=metadata)

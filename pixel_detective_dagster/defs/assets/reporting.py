@@ -9,11 +9,13 @@ import pandas as pd
 from dagster import MetadataValue
 
 from pixel_detective_dagster.defs.assets.ui_metadata import cluster_map_markdown, contact_sheet_markdown, display_labels
+from pixel_detective_dagster.index.duplicates import Duplicates
 from pixel_detective_dagster.models.registry import LoadedModel
 from pixel_detective_dagster.projection import MapUpdate
 from pixel_detective_dagster.projection.labels import cluster_summary
 
 MAX_TABLE_ROWS = 50
+MAX_GROUPS = 10  # groups of each kind shown in the UI (the artifact has them all)
 
 
 def failures_table(failures: Sequence[tuple[str, str]]) -> MetadataValue:
@@ -96,6 +98,27 @@ def cluster_metadata(table: pd.DataFrame, written: int, path: Path) -> dict[str,
             display_labels(table["cluster"].to_numpy(), table["kmeans_cluster"].to_numpy()),
             dict(zip(named["cluster"].astype(int), named["cluster_name"])),
         ),
+        "artifact": MetadataValue.path(str(path)),
+    }
+
+
+def duplicates_metadata(found: Duplicates, thumbnails: dict[str, str | None], path: Path) -> dict[str, object]:
+    """Duplicate counts, the largest groups as a table and their thumbnails, group after group."""
+    lines = ["| group | kind | images | files | top similarity | paths |", "| --- | --- | --- | --- | --- | --- |"]
+    shown = [*found.exact[:MAX_GROUPS], *found.near[:MAX_GROUPS]]
+    for n, group in enumerate(shown, 1):
+        paths = "<br>".join(f"`{p}`" for m in group.members for p in m.paths)
+        lines.append(f"| {n} | {group.kind} | {len(group.members)} | {group.files} | {group.top:.4f} | {paths} |")
+    pictures = [thumbnails.get(m.id) for group in found.near[:MAX_GROUPS] for m in group.members]
+    return {
+        "points": found.points,
+        "exact_copy_groups": len(found.exact),
+        "exact_copy_files": sum(g.files for g in found.exact),
+        "near_duplicate_groups": len(found.near),
+        "near_duplicate_images": sum(len(g.members) for g in found.near),
+        "near_duplicate_pairs": found.near_pairs,
+        "groups": MetadataValue.md("\n".join(lines) if shown else "No duplicates."),
+        "near_duplicate_thumbnails": contact_sheet_markdown([p for p in pictures if p]),
         "artifact": MetadataValue.path(str(path)),
     }
 
