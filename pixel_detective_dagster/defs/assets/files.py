@@ -45,7 +45,8 @@ def image_manifest(context: AssetExecutionContext, storage: StorageResource) -> 
 
 @asset(**BATCH_ASSET_ARGS, deps=[image_manifest], **stage("ingest"), kinds={"pillow", "parquet"})
 def thumbnails(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
-    """One upright thumbnail per unique content in the content-addressed store (reduced-size decoding)."""
+    """One upright thumbnail and one model-input preview per unique content in the content-addressed store,
+    both from one reduced-size decode; the model steps read the preview instead of the original."""
     start = time.perf_counter()
     frames, paths = [], []
     for key in context.partition_keys:
@@ -62,6 +63,7 @@ def thumbnails(context: AssetExecutionContext, storage: StorageResource) -> Mate
             **thumbnail_metadata(frames, time.perf_counter() - start),
             "longest_side": storage.thumbnail_size,
             "format": storage.thumbnail_format,
+            "preview_side": storage.preview_side,
             "store": MetadataValue.path(str(storage.layout.home / "thumbnails")),
             **artifact_links(paths),
         }

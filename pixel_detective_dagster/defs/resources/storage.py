@@ -20,6 +20,7 @@ class StorageResource(ConfigurableResource):
     home: str | None = None
     thumbnail_size: int = 256
     thumbnail_format: str = "webp"
+    preview_side: int = 384  # model-input previews (shorter side); models needing more decode the original
     max_pixels: int = DEFAULT_MAX_PIXELS
     workers: int = 0  # decoder / hashing threads; 0 = one per core (at least 2)
 
@@ -46,4 +47,4 @@ class StorageResource(ConfigurableResource):
     def thumbnail_settings(self) -> ThumbnailSettings:
         if self.thumbnail_format not in ("webp", "jpeg"):
             raise ValueError(f"thumbnail_format must be 'webp' or 'jpeg', not {self.thumbnail_format!r}")
-        return ThumbnailSettings(self.thumbnail_size, self.thumbnail_format)
+        return ThumbnailSettings(self.thumbnail_size, self.thumbnail_format, preview_side=self.preview_side)
