@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pixel_detective_dagster.app.ingest import ingest
+from pixel_detective_dagster.app.ingest import ingest, stage_table
 from pixel_detective_dagster.media.imaging import content_hash, make_views
 from pixel_detective_dagster.media.manifests import build_manifest
 from pixel_detective_dagster.media.thumbnails import ThumbnailSettings, build_thumbnails
@@ -49,6 +49,11 @@ def test_first_ingest_opens_each_original_at_most_twice(env: Path, tmp_path: Pat
     per_image = {p.name: counts[p.resolve()] for p in paths}
     assert per_image and all(n <= 2 for n in per_image.values()), per_image  # hash (manifest) + one decode
     assert all(n >= 1 for n in per_image.values())
+    stages = {s.stage: s for s in report.stages}  # what `pixel-detective ingest` prints as its closing table
+    assert {stages[name].items for name in ("thumbnails", "clip_embeddings", "blip_captions", "vector_index")} == {5}
+    assert stages["clip_embeddings"].per_second > 0 and stages["umap_projection"].items is None
+    table = stage_table(report.stages).splitlines()
+    assert table[0].split() == ["stage", "items", "seconds", "items/s"] and len(table) == len(report.stages) + 1
     previews = list((env / "previews" / "384").rglob("*.jpg"))
     assert len(previews) == 5 and all(min(Image.open(p).size) == 384 for p in previews)
 
@@ -67,8 +72,8 @@ def test_views_come_from_one_decode_and_preview_is_upright_and_sized(tmp_path: P
 
 
 def _layout_and_manifest(tmp_path: Path, count: int, size: str) -> tuple[DataLayout, Path, pd.DataFrame]:
-    from pixel_detective_dagster.catalog.store import Catalog
     from pixel_detective_dagster.catalog.scanning import scan_collection
+    from pixel_detective_dagster.catalog.store import Catalog
 
     root = tmp_path / "photos"
     generate_folder(root, count, size)

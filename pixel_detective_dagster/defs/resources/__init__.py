@@ -18,7 +18,9 @@ PREVIEW_SIDE_ENV = "PIXEL_DETECTIVE_PREVIEW_SIDE"
 
 def resources_from_env() -> dict[str, Any]:
     return {
-        "storage": StorageResource(**env_fields({"home": HOME_ENV, "preview_side": PREVIEW_SIDE_ENV}, {"preview_side"})),
+        "storage": StorageResource(
+            **env_fields({"home": HOME_ENV, "preview_side": PREVIEW_SIDE_ENV}, {"preview_side"})
+        ),
         **model_resources_from_env(),
         "vector_index": VectorIndexResource(
             **env_fields({"url": "QDRANT_URL", "api_key": "QDRANT_API_KEY"}),

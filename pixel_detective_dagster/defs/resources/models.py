@@ -23,6 +23,7 @@ from pixel_detective_dagster.models.captioner import (
     load_captioner,
 )
 from pixel_detective_dagster.models.clip import (
+    CLIP_ENGINE_ENV,
     CLIP_MODEL_ENV,
     CLIP_PRETRAINED_ENV,
     DEFAULT_CLIP_MODEL,
@@ -40,6 +41,7 @@ CLIP_ENV = {
     "device": DEVICE_ENV,
     "precision": "PIXEL_DETECTIVE_CLIP_PRECISION",
     "batch_size": "PIXEL_DETECTIVE_CLIP_BATCH_SIZE",
+    "engine": CLIP_ENGINE_ENV,
 }
 CAPTION_ENV = {
     "model": CAPTION_MODEL_ENV,
@@ -78,6 +80,8 @@ class ClipModelResource(ConfigurableResource):
 
     ``precision``: auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, fp16, bf16, int8 (CPU dynamic quantization).
     ``batch_size``: 0 = per-device default; on CUDA the ceiling of the free-memory probe.
+    ``engine``: auto (ONNX Runtime for fp32 on the CPU, from an export checked against torch), torch, onnx.
+    The engine does not change the embeddings (cosine >= 0.9999 with torch), so it is not part of the version.
     """
 
     model: str = DEFAULT_CLIP_MODEL
@@ -86,10 +90,11 @@ class ClipModelResource(ConfigurableResource):
     precision: str = "auto"
     compile_model: bool = False
     batch_size: int = 0
+    engine: str = "auto"
 
     def load(self) -> tuple[ClipEncoder, LoadedModel]:
         encoder, seconds, cached = load_clip(
-            self.model, self.pretrained, self.device, self.precision, self.compile_model, self.batch_size
+            self.model, self.pretrained, self.device, self.precision, self.compile_model, self.batch_size, self.engine
         )
         return encoder, LoadedModel(encoder.identity, seconds, cached, encoder.random_weights)
 
