@@ -155,7 +155,7 @@ def make_views(
     thumb_min_side = max(1, int(longest_side * min(w, h) / max(w, h)))
     img = decode_rgb(data, max(thumb_min_side, preview_side))
     preview = shorter_side_to(img, preview_side) if preview_side > 0 else None
-    thumb = img.copy()
+    thumb = (preview if preview is not None and preview_side >= longest_side else img).copy()  # smallest cover
     thumb.thumbnail((longest_side, longest_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
     return thumb, preview
 
