@@ -311,3 +311,21 @@ def test_onnx_engine_refuses_an_export_that_disagrees(tmp_path: Path, monkeypatc
     with pytest.raises(ModelLoadError, match="fp32 on the CPU only"):
         load_clip(second, device="cpu", precision="int8", engine="onnx")
     assert load_clip(second, device="cpu", precision="int8")[0].engine == "torch"  # auto: int8 stays on torch
+
+
+def test_caption_inputs_leave_the_decoder_threads_as_uint8(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    items = _mixed_images(tmp_path / "mixed")
+    captioner = load_captioner(str(tiny_models["blip"]), device="cpu")[0]
+    assert captioner.split is not None  # BLIP: resize + rescale + normalise, split like CLIP's
+    for name in items.values():
+        if name == "broken.jpg":
+            continue
+        data = (tmp_path / "mixed" / name).read_bytes()
+        pixels = captioner.prepare(data)
+        whole = captioner.pixel_values(decode_rgb(data, captioner.image_size))  # the processor's own path
+        assert pixels.dtype == torch.uint8 and pixels.shape == whole.shape
+        level = 1 / 255 / float(captioner.split.std.min())  # one uint8 step, normalised
+        difference = (captioner.split.normalise(pixels[None])[0] - whole).abs()
+        assert difference.mean() < level and difference.max() < 8 * level, name  # resampling differences only
+    git = load_captioner(str(tiny_models["git"]), device="cpu")[0]
+    assert git.split is None or git.prepare(data).dtype == torch.uint8  # other processors keep their own path
