@@ -54,8 +54,9 @@ def test_first_ingest_opens_each_original_at_most_twice(env: Path, tmp_path: Pat
     assert stages["clip_embeddings"].per_second > 0 and stages["umap_projection"].items is None
     table = stage_table(report.stages).splitlines()
     assert table[0].split() == ["stage", "items", "seconds", "items/s"] and len(table) == len(report.stages) + 1
-    previews = list((env / "previews" / "384").rglob("*.jpg"))
-    assert len(previews) == 5 and all(min(Image.open(p).size) == 384 for p in previews)
+    (sized,) = (env / "previews").iterdir()  # sized by the configured models' largest input (tiny: 64)
+    previews = list(sized.rglob("*.jpg"))
+    assert int(sized.name) == 64 and len(previews) == 5 and all(min(Image.open(p).size) == 64 for p in previews)
 
 
 def test_views_come_from_one_decode_and_preview_is_upright_and_sized(tmp_path: Path) -> None:
@@ -113,3 +114,12 @@ def test_model_reads_previews_and_falls_back_to_the_original(tmp_path: Path, tin
         cosine = float(np.dot(from_preview.results[content], from_original.results[content]))
         assert cosine > (0.99999 if content == gone else 0.98), cosine
     assert content_hash((root / items[0][1]).read_bytes()) == gone
+
+
+def test_preview_side_comes_from_the_model_configs(tiny_models: dict[str, Path]) -> None:
+    from pixel_detective_dagster.models.input_sizes import caption_input_side, clip_input_side, preview_side_for
+
+    assert clip_input_side("ViT-B-32") == 224 and clip_input_side(str(tiny_models["clip"])) == 64
+    assert caption_input_side(str(tiny_models["blip"])) == 64
+    assert caption_input_side("nobody/not-in-the-cache") is None  # unknown: the default covers BLIP base
+    assert preview_side_for(224, None) == 224 and preview_side_for(None, None) == 384

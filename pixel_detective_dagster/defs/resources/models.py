@@ -31,6 +31,7 @@ from pixel_detective_dagster.models.clip import (
     load_clip,
 )
 from pixel_detective_dagster.models.device import DEVICE_ENV, resolve_target
+from pixel_detective_dagster.models.input_sizes import caption_input_side, clip_input_side
 from pixel_detective_dagster.models.registry import LoadedModel
 
 COMPILE_ENV = "PIXEL_DETECTIVE_COMPILE"
@@ -98,6 +99,10 @@ class ClipModelResource(ConfigurableResource):
         )
         return encoder, LoadedModel(encoder.identity, seconds, cached, encoder.random_weights)
 
+    def input_side(self) -> int | None:
+        """The image size the model takes, from its config (no weights loaded); None if unknown."""
+        return clip_input_side(_value(self.model))
+
     def version(self) -> str:
         model, pretrained = _value(self.model), _value(self.pretrained)
         precision = resolve_target(_value(self.device), _value(self.precision))[1]
@@ -136,6 +141,10 @@ class CaptionModelResource(ConfigurableResource):
         )
         captioner = loaded.with_generation(self.generation)
         return captioner, LoadedModel(captioner.identity, seconds, cached, captioner.random_weights)
+
+    def input_side(self) -> int | None:
+        """The image size the model takes, from its processor config (no weights loaded); None if unknown."""
+        return caption_input_side(_value(self.model))
 
     def version(self) -> str:
         model = _value(self.model)
