@@ -6,8 +6,13 @@ For the configured models (``PIXEL_DETECTIVE_CLIP_MODEL`` / ``PIXEL_DETECTIVE_CA
 open_clip ViT-B-32 and BLIP base built locally with random weights, which cost the same as trained ones;
 ``--quick``: the tiny test models), each case reports end-to-end images/s (read + hash check + decode +
 preprocess in worker threads + batched inference, through ``run_over_contents`` exactly as the assets
-call it) against bare forward images/s on tensors preprocessed in advance. CPU precision cases report
-bf16 / int8 speed against fp32 and, in the note, the cosine agreement of their embeddings with fp32's.
+call it) against bare forward images/s on tensors preprocessed in advance; the CLIP case runs twice,
+from the originals and from the stored previews the thumbnail step makes (decode once per run).
+``decode once`` compares the CPU-seconds per image of every decode a run does (thumbnail + CLIP input +
+caption input) between the old path (three decodes of the original) and the preview path (one decode
+of the original, two of the small preview). The engine case compares ONNX Runtime with torch on the
+same CLIP weights (speed and cosine agreement). CPU precision cases report bf16 / int8 speed against
+fp32 and, in the note, the cosine agreement of their embeddings with fp32's.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import numpy as np
 import torch
 
 from benchmarks.harness import Figure, run_module, seconds
-from pixel_detective_dagster.media.imaging import content_hash
+from pixel_detective_dagster.media.imaging import content_hash, make_thumbnail, make_views, save_image_atomic
+from pixel_detective_dagster.media.thumbnails import ThumbnailSettings
 from pixel_detective_dagster.models.captioner import CAPTION_MODEL_ENV, Generation, load_captioner
 from pixel_detective_dagster.models.clip import CLIP_MODEL_ENV, CLIP_PRETRAINED_ENV, ClipEncoder, load_clip
 from pixel_detective_dagster.models.inference import run_over_contents
@@ -36,6 +42,93 @@ def _images(folder: Path, count: int, size: str) -> list[tuple[str, str]]:
     return [(content_hash(p.read_bytes()), p.name) for p in paths]
 
 
+def make_previews(root: Path, items: list[tuple[str, str]], target: Path) -> dict[str, Path]:
+    """The thumbnail step's previews of ``items`` (shorter side 384, JPEG), as the model steps receive them."""
+    settings = ThumbnailSettings()
+    previews = {}
+    for content, name in items:
+        _, preview = make_views((root / name).read_bytes(), settings.longest_side, settings.preview_side)
+        previews[content] = target / f"{content}.jpg"
+        save_image_atomic(preview, previews[content], "jpeg", settings.preview_quality)
+    return previews
+
+
+def decode_once_figures(
+    label: str, root: Path, items: list[tuple[str, str]], inputs: list[Callable[[bytes], object]], repeat: int
+) -> list[Figure]:
+    """CPU-seconds per image of a run's decoding: three decodes of each original vs one + two of its preview."""
+    settings = ThumbnailSettings()
+    originals = [(root / name).read_bytes() for _, name in items]
+    scratch = Path(tempfile.mkdtemp(prefix="pd-bench-previews-"))
+
+    def old_path() -> None:
+        for i, data in enumerate(originals):
+            thumb = make_thumbnail(data, settings.longest_side)
+            save_image_atomic(thumb, scratch / f"old-{i}.webp", settings.format, settings.quality)
+            for prepare in inputs:
+                prepare(data)
+
+    def preview_path() -> None:
+        for i, data in enumerate(originals):
+            thumb, preview = make_views(data, settings.longest_side, settings.preview_side)
+            save_image_atomic(thumb, scratch / f"{i}.webp", settings.format, settings.quality)
+            save_image_atomic(preview, scratch / f"{i}.jpg", "jpeg", settings.preview_quality)
+            small = (scratch / f"{i}.jpg").read_bytes()
+            for prepare in inputs:
+                prepare(small)
+
+    def inputs_only(sources: list[bytes]) -> Callable[[], None]:
+        return lambda: [prepare(data) for data in sources for prepare in inputs]
+
+    smalls = [p.read_bytes() for p in make_previews(root, items, scratch / "previews").values()]
+    samples = [
+        (
+            _timed(old_path)[1],
+            _timed(preview_path)[1],
+            _timed(inputs_only(originals))[1],
+            _timed(inputs_only(smalls))[1],
+        )
+        for _ in range(repeat)
+    ]
+    old, new, old_inputs, new_inputs = (statistics.median(column) / len(items) for column in zip(*samples))
+    note = "one thread, thumbnail WebP write included in both"
+    return [
+        Figure(label, "decode CPU-s per image, whole run", new, old, "CPU-s", "three decodes of the original", note),
+        Figure(
+            label,
+            "CLIP + caption input CPU-s per image",
+            new_inputs,
+            old_inputs,
+            "CPU-s",
+            "from the original",
+            "from the stored preview (its one decode of the original is counted in the row above)",
+        ),
+    ]
+
+
+def engine_figures(
+    reference: ClipEncoder, source: tuple[str, str | None], pixels: torch.Tensor, repeat: int
+) -> list[Figure]:
+    """ONNX Runtime against torch (``reference``) on the same CLIP weights: images/s, per CPU-second, cosine."""
+    onnx = load_clip(*source, device="cpu", engine="onnx")[0]
+    cosine = (reference.encode_images(pixels) * onnx.encode_images(pixels)).sum(axis=1)
+    texts = ["a photo of a dog", "a red car parked on a wet street at night", "mountains"]
+    text_cosine = (reference.encode_texts(texts) * onnx.encode_texts(texts)).sum(axis=1)
+    samples = [(*_timed(lambda: reference.encode_images(pixels)), *_timed(lambda: onnx.encode_images(pixels)))]
+    samples += [
+        (*_timed(lambda: reference.encode_images(pixels)), *_timed(lambda: onnx.encode_images(pixels)))
+        for _ in range(repeat - 1)
+    ]
+    torch_wall, torch_cpu, onnx_wall, onnx_cpu = (statistics.median(column) for column in zip(*samples))
+    n = len(pixels)
+    note = f"cosine vs torch: images min {cosine.min():.6f}, texts min {text_cosine.min():.6f}"
+    label = f"clip {Path(source[0]).name} engine onnx on CPU"
+    return [
+        Figure(label, "images/s", n / onnx_wall, n / torch_wall, "img/s", "torch fp32", note),
+        Figure(label, "images/CPU-s", n / onnx_cpu, n / torch_cpu, "img/CPU-s", "torch fp32"),
+    ]
+
+
 def throughput(
     label: str,
     root: Path,
@@ -44,6 +137,7 @@ def throughput(
     infer: Callable[[torch.Tensor], Sequence[object]],
     batch_size: int,
     repeat: int,
+    previews: dict[str, Path] | None = None,
 ) -> list[Figure]:
     """End-to-end images/s (the assets' path) against bare forward images/s on the same, pre-decoded images."""
     pixels = torch.stack([prepare((root / name).read_bytes()) for _, name in items])
@@ -55,7 +149,7 @@ def throughput(
             infer(pixels[start : start + batch_size])
 
     def end_to_end() -> None:
-        outcome = run_over_contents(root, items, {}, prepare, infer, batch_size)
+        outcome = run_over_contents(root, items, {}, prepare, infer, batch_size, previews=previews)
         assert len(outcome.results) == len(items), outcome.failures
         waits.append(outcome.decode_wait_seconds)
 
@@ -129,18 +223,25 @@ def cases(quick: bool) -> list[Figure]:
         count, sizes, repeat, caption_count = 64, ["12mp", "1mp"], 3, 4
     folders = {size: _images(work / size, count, size) for size in sizes}
     clip = load_clip(*clip_source)[0]
+    clip.encode_images(torch.zeros(1, 3, clip.image_size, clip.image_size, dtype=torch.uint8))  # engine chosen
     figures = []
-    for size, items in folders.items():
-        figures += throughput(
-            f"clip {Path(clip_source[0]).name} {clip.device.type}, {size} JPEGs",
-            work / size,
-            items,
-            clip.prepare,
-            clip.encode_batch,
-            clip.batcher.limit,
-            repeat,
-        )
     captioner = load_captioner(caption_source)[0].with_generation(Generation(max_new_tokens=30))
+    for size, items in folders.items():
+        previews = make_previews(work / size, items, work / f"previews-{size}")
+        for source, maps in (("originals", None), ("previews", previews)):
+            figures += throughput(
+                f"clip {Path(clip_source[0]).name} {clip.device.type} ({clip.engine}), {size} JPEGs, from {source}",
+                work / size,
+                items,
+                clip.prepare,
+                clip.encode_batch,
+                clip.batcher.limit,
+                repeat,
+                maps,
+            )
+        figures += decode_once_figures(
+            f"decode once, {size} JPEGs", work / size, items[:16], [clip.prepare, captioner.prepare], repeat
+        )
     root, items = work / sizes[0], folders[sizes[0]][:caption_count]
     figures += throughput(
         f"captions {Path(caption_source).name} {captioner.device.type}, {sizes[0]} JPEGs",
@@ -153,7 +254,9 @@ def cases(quick: bool) -> list[Figure]:
     )
     if clip.device.type == "cpu":
         pixels = torch.stack([clip.prepare((root / name).read_bytes()) for _, name in folders[sizes[0]][:32]])
-        figures += precision_figures(clip, clip_source, pixels, repeat)
+        reference = load_clip(*clip_source, device="cpu", engine="torch")[0]
+        figures += engine_figures(reference, clip_source, pixels, repeat)
+        figures += precision_figures(reference, clip_source, pixels, repeat)
     return figures
 
 

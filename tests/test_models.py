@@ -272,3 +272,60 @@ def test_model_change_marks_only_model_assets_stale(
     with sqlite3.connect(env / "features.sqlite") as conn:  # old vectors kept under their own identity, not reused
         per_model = dict(conn.execute("SELECT model, COUNT(*) FROM embeddings GROUP BY model").fetchall())
     assert len(per_model) == 2 and per_model[new_identity] == len(frame)
+
+
+def test_onnx_engine_agrees_with_torch_and_reuses_its_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIXEL_DETECTIVE_HOME", str(tmp_path / "home"))
+    source = str(make_tiny_clip(tmp_path / "clip"))
+    reference = load_clip(source, device="cpu", engine="torch")[0]
+    fast = load_clip(source, device="cpu", engine="onnx")[0]
+    assert (reference.engine, fast.engine) == ("torch", "onnx") and fast.identity == reference.identity
+    pixels = torch.randn(5, 3, fast.image_size, fast.image_size)
+    assert (reference.encode_images(pixels) * fast.encode_images(pixels)).sum(axis=1).min() >= 0.9999
+    texts = ["a cat", "a red car on a wet street at night", ""]
+    assert (reference.encode_texts(texts) * fast.encode_texts(texts)).sum(axis=1).min() >= 0.9999
+    exports = sorted((tmp_path / "home" / "models" / "onnx").rglob("*.onnx"))
+    assert [p.name for p in exports] == ["image.onnx", "text.onnx"]
+    stamps = [p.stat().st_mtime_ns for p in exports]
+    lazy = load_clip(source, device="cpu", engine="auto", batch_size=3)[0]  # another process would load like this
+    assert lazy.engine == "pending"  # nothing exported or opened until the first image batch
+    lazy.encode_images(pixels)
+    assert lazy.engine == "onnx" and [p.stat().st_mtime_ns for p in exports] == stamps  # the export was reused
+
+
+def test_onnx_engine_refuses_an_export_that_disagrees(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIXEL_DETECTIVE_HOME", str(tmp_path / "home"))
+    first, second = (str(make_tiny_clip(tmp_path / name)) for name in ("first", "second"))  # other random weights
+    load_clip(first, device="cpu", engine="onnx")
+    other = load_clip(second, device="cpu", engine="torch")[0]
+    folders = list((tmp_path / "home" / "models" / "onnx").iterdir())
+    from pixel_detective_dagster.models.onnx_engine import export_dir
+
+    wrong = export_dir(tmp_path / "home" / "models", other.identity)
+    wrong.mkdir(parents=True)
+    (wrong / "image.onnx").write_bytes((folders[0] / "image.onnx").read_bytes())  # the first model's graph
+    with pytest.raises(ModelLoadError, match="disagrees with torch"):
+        load_clip(second, device="cpu", engine="onnx")
+    assert not (wrong / "image.onnx").exists()  # the bad export is removed, the next load makes a good one
+    assert load_clip(second, device="cpu", engine="onnx", batch_size=5)[0].engine == "onnx"
+    with pytest.raises(ModelLoadError, match="fp32 on the CPU only"):
+        load_clip(second, device="cpu", precision="int8", engine="onnx")
+    assert load_clip(second, device="cpu", precision="int8")[0].engine == "torch"  # auto: int8 stays on torch
+
+
+def test_caption_inputs_leave_the_decoder_threads_as_uint8(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    items = _mixed_images(tmp_path / "mixed")
+    captioner = load_captioner(str(tiny_models["blip"]), device="cpu")[0]
+    assert captioner.split is not None  # BLIP: resize + rescale + normalise, split like CLIP's
+    for name in items.values():
+        if name == "broken.jpg":
+            continue
+        data = (tmp_path / "mixed" / name).read_bytes()
+        pixels = captioner.prepare(data)
+        whole = captioner.pixel_values(decode_rgb(data, captioner.image_size))  # the processor's own path
+        assert pixels.dtype == torch.uint8 and pixels.shape == whole.shape
+        level = 1 / 255 / float(captioner.split.std.min())  # one uint8 step, normalised
+        difference = (captioner.split.normalise(pixels[None])[0] - whole).abs()
+        assert difference.mean() < level and difference.max() < 8 * level, name  # resampling differences only
+    git = load_captioner(str(tiny_models["git"]), device="cpu")[0]
+    assert git.split is None or git.prepare(data).dtype == torch.uint8  # other processors keep their own path

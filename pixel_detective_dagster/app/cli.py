@@ -17,9 +17,11 @@ from pixel_detective_dagster.storage.layout import InvalidNameError
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from pixel_detective_dagster.app.ingest import ingest  # lazy: heavy start-up, unneeded by other commands
+    from pixel_detective_dagster.app.ingest import ingest, stage_table  # lazy: heavy start-up, unneeded elsewhere
 
     report = ingest(Path(args.path), args.collection, args.batch_size, echo=lambda line: print(line, flush=True))
+    if report.stages:
+        print(stage_table(report.stages))
     if report.random_weights:
         print(NOT_SEMANTIC)
     for path, reason in report.failures:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster import DagsterInstance, build_resources
+from dagster import DagsterEventType, DagsterInstance, EventLogEntry, build_resources
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster_shared.error import SerializableErrorInfo
 
@@ -37,6 +37,71 @@ class IngestReport:
     run_id: str | None = None
     random_weights: bool = False
     warnings: dict[str, str] = field(default_factory=dict)  # folder the scan could not list -> reason
+    stages: list[StageThroughput] = field(default_factory=list)
+
+
+# what each asset counts as its work items, in its materialization metadata
+STAGE_ITEMS = {
+    "image_manifest": "files",
+    "thumbnails": "thumbnails_made",
+    "clip_embeddings": "computed",
+    "blip_captions": "computed",
+    "vector_index": "upserted",
+}
+
+
+@dataclass(frozen=True)
+class StageThroughput:
+    """One step of the run: its items (None where a step has no per-image count), seconds and rate."""
+
+    stage: str
+    items: int | None
+    seconds: float
+
+    @property
+    def per_second(self) -> float | None:
+        return self.items / self.seconds if self.items is not None and self.seconds > 0 else None
+
+
+def stage_throughput(entries: list[EventLogEntry]) -> list[StageThroughput]:
+    """Per-step wall seconds (start to success) and item counts from the run's event log, in run order."""
+    started: dict[str, float] = {}
+    items: dict[str, int] = {}
+    stages = []
+    for entry in entries:
+        event, step = entry.dagster_event, entry.step_key
+        if event is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_START:
+            started[step] = entry.timestamp
+        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.step_materialization_data.materialization
+            name = materialization.asset_key.path[-1]
+            value = materialization.metadata.get(STAGE_ITEMS.get(name, ""))
+            if value is not None:
+                items[step] = items.get(step, 0) + int(value.value)
+        elif event.event_type == DagsterEventType.STEP_SUCCESS and step in started:
+            stages.append(StageThroughput(step, items.get(step), entry.timestamp - started[step]))
+    return stages
+
+
+def stage_table(stages: list[StageThroughput]) -> str:
+    """The stages as a small aligned text table (stage, items, seconds, items/s)."""
+    rows = [("stage", "items", "seconds", "items/s")]
+    rows += [
+        (
+            s.stage,
+            "-" if s.items is None else str(s.items),
+            f"{s.seconds:.2f}",
+            f"{s.per_second:.1f}" if s.per_second else "-",
+        )
+        for s in stages
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        for row in rows
+    )
 
 
 def unfinished_batches(instance: DagsterInstance, keys: list[str]) -> list[str]:
@@ -123,6 +188,7 @@ def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, 
             )
         )
         report.run_id, report.success = result.run_id, result.success
+        report.stages = stage_throughput(instance.all_logs(result.run_id))
         report.failures = catalog.failures(collection, todo)
         if not result.success:
             for event in result.all_events:

@@ -19,7 +19,7 @@ from pixel_detective_dagster.index.duplicates import DEFAULT_THRESHOLD, Duplicat
 from pixel_detective_dagster.index.vector_index import Hit, SearchFilters, VectorIndex, point_id, vector_name
 from pixel_detective_dagster.media.imaging import ImageError, content_hash, decode_rgb, read_bytes
 
-NOT_SEMANTIC = "WARNING: this index was built with tiny random-weight test models; results are NOT semantic."
+NOT_SEMANTIC = "WARNING: this index was built with random-weight test models; results are NOT semantic."
 
 
 @dataclass

@@ -32,6 +32,7 @@ __all__ = [
     "content_hash",
     "decode_rgb",
     "make_thumbnail",
+    "make_views",
     "probe",
     "read_bytes",
     "save_image_atomic",
@@ -135,14 +136,37 @@ def make_thumbnail(data: bytes, longest_side: int, size: tuple[int, int] | None 
     ``size``: the stored width and height when the caller already probed them (the manifest has),
     so the header is not parsed a second time.
     """
+    return make_views(data, longest_side, 0, size)[0]
+
+
+def make_views(
+    data: bytes, longest_side: int, preview_side: int, size: tuple[int, int] | None = None
+) -> tuple[Image.Image, Image.Image | None]:
+    """The thumbnail and (``preview_side`` > 0) the model-input preview, from ONE reduced-size decode.
+
+    The preview is upright RGB whose shorter side is ``preview_side`` (or the image's own, if smaller):
+    enough for every model input, so the model steps never decode the original again. The decode runs
+    at the smallest JPEG DCT scale that covers the larger of the two.
+    """
     if size is None:
         info = probe(data, max_pixels=2**62)
         size = info.width, info.height
     w, h = size
-    min_side = max(1, int(longest_side * min(w, h) / max(w, h)))
-    img = decode_rgb(data, min_side)
-    img.thumbnail((longest_side, longest_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
-    return img
+    thumb_min_side = max(1, int(longest_side * min(w, h) / max(w, h)))
+    img = decode_rgb(data, max(thumb_min_side, preview_side))
+    preview = shorter_side_to(img, preview_side) if preview_side > 0 else None
+    thumb = (preview if preview is not None and preview_side >= longest_side else img).copy()  # smallest cover
+    thumb.thumbnail((longest_side, longest_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return thumb, preview
+
+
+def shorter_side_to(img: Image.Image, side: int) -> Image.Image:
+    """``img`` resized so its shorter side is ``side`` (never enlarged)."""
+    short = min(img.size)
+    if short <= side:
+        return img
+    target = (max(1, round(img.width * side / short)), max(1, round(img.height * side / short)))
+    return img.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
 
 
 @contextmanager

@@ -34,8 +34,17 @@ MANIFEST_COLUMNS = [
 ]
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset), not all the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def default_workers() -> int:
-    return max(2, min(16, os.cpu_count() or 2))
+    """Decoder / hashing workers: one per usable core, at least 2 (I/O overlaps), at most 32."""
+    return max(2, min(32, usable_cores()))
 
 
 def resolve_inside(root: Path, relative: str) -> Path:

@@ -19,10 +19,13 @@ from pixel_detective_dagster.models.device import (
     resolve_target,
     to_device,
 )
+from pixel_detective_dagster.models.onnx_engine import EngineError, EngineTower, export_dir, onnx_available
 from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
+from pixel_detective_dagster.storage.layout import DataLayout, resolve_home
 
 CLIP_MODEL_ENV = "PIXEL_DETECTIVE_CLIP_MODEL"
 CLIP_PRETRAINED_ENV = "PIXEL_DETECTIVE_CLIP_PRETRAINED"
+CLIP_ENGINE_ENV = "PIXEL_DETECTIVE_CLIP_ENGINE"
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 DEFAULT_BATCH = {"cpu": 32, "mps": 64, "cuda": 1024}  # CUDA: a ceiling the free-memory probe sizes down
@@ -75,6 +78,17 @@ class ClipEncoder:
     random_weights: bool
     batcher: AdaptiveBatcher
     split: SplitPreprocess | None = None
+    image_tower: Callable[[torch.Tensor], torch.Tensor] | None = None
+    text_tower: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        self.image_tower = self.image_tower or self.model.encode_image
+        self.text_tower = self.text_tower or self.model.encode_text
+
+    @property
+    def engine(self) -> str:
+        """What runs the image tower: torch, onnx (ONNX Runtime from a checked export), or pending (first call)."""
+        return getattr(self.image_tower, "engine", "torch")
 
     def prepare(self, data: bytes) -> torch.Tensor:
         """Encoded image bytes to a model input (thread-safe; runs in the decoder threads)."""
@@ -88,7 +102,7 @@ class ClipEncoder:
         if pixels.dtype == torch.uint8 and self.split:
             pixels = self.split.normalise(pixels)
         with autocast_for(self.device, self.precision):
-            features = self.model.encode_image(pixels)
+            features = self.image_tower(pixels)
         return _normalise(features)
 
     def encode_batch(self, pixels: torch.Tensor) -> list[np.ndarray]:
@@ -99,7 +113,7 @@ class ClipEncoder:
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         tokens = self.tokenizer(texts).to(self.device)
         with autocast_for(self.device, self.precision):
-            features = self.model.encode_text(tokens)
+            features = self.text_tower(tokens)
         return _normalise(features)
 
 
@@ -122,10 +136,13 @@ def load_clip(
     precision: str = "auto",
     compile_model: bool = False,
     batch_size: int = 0,
+    engine: str = "auto",
 ) -> tuple[ClipEncoder, float, bool]:
     """Load (once per process) and return (encoder, load seconds, was already loaded).
 
     ``batch_size`` 0 picks a default per device; on CUDA it is a ceiling the free-memory probe sizes down.
+    ``engine``: ``auto`` (ONNX Runtime for fp32 on the CPU when it is installed, else torch), ``torch``,
+    ``onnx`` (an error if it cannot be used).
     """
     name = open_clip_name(model)
     if not name.startswith(("hf-hub:", "local-dir:")):
@@ -136,12 +153,18 @@ def load_clip(
                 f"checkpoint file, or set {CLIP_MODEL_ENV} to a model directory"
             )
     torch_device, mode = resolve_target(device, precision)
-    key = ("clip", name, pretrained, str(torch_device), mode, compile_model, batch_size)
-    return load_once(key, lambda: _load(name, pretrained, torch_device, mode, compile_model, batch_size))
+    key = ("clip", name, pretrained, str(torch_device), mode, compile_model, batch_size, engine)
+    return load_once(key, lambda: _load(name, pretrained, torch_device, mode, compile_model, batch_size, engine))
 
 
 def _load(
-    name: str, pretrained: str | None, device: torch.device, precision: str, compile_model: bool, batch_size: int
+    name: str,
+    pretrained: str | None,
+    device: torch.device,
+    precision: str,
+    compile_model: bool,
+    batch_size: int,
+    engine: str = "auto",
 ) -> ClipEncoder:
     import open_clip
 
@@ -182,7 +205,35 @@ def _load(
         split_preprocess(preprocess),
     )
     encoder.batcher = AdaptiveBatcher(probe_batch_size(encoder.encode_images, image_size, device, ceiling), device)
+    use_engine(encoder, engine, compile_model)
     return encoder
+
+
+def use_engine(encoder: ClipEncoder, engine: str, compiled: bool = False) -> None:
+    """Run the towers in ONNX Runtime when ``engine`` asks for it (``auto``: fp32 on the CPU, if installed).
+
+    ``auto`` opens each tower's session on its first call (staying on torch if that fails); ``onnx`` opens
+    both now and fails the load if either cannot run.
+    """
+    if engine not in ("auto", "torch", "onnx"):
+        raise ModelLoadError(f"unknown CLIP engine {engine!r}: set {CLIP_ENGINE_ENV} to auto, torch or onnx")
+    eligible = encoder.device.type == "cpu" and encoder.precision == "fp32" and not compiled
+    if engine == "torch" or (engine == "auto" and not (eligible and onnx_available())):
+        return
+    if not eligible:
+        raise ModelLoadError(f"the onnx CLIP engine runs fp32 on the CPU only; set {CLIP_ENGINE_ENV}=torch")
+    folder = export_dir(DataLayout(resolve_home()).models_dir, encoder.identity)
+    pixels = torch.randn(2, 3, encoder.image_size, encoder.image_size, generator=torch.Generator().manual_seed(0))
+    tokens = encoder.tokenizer(["a photo of a cat", "probe"])
+    image = EngineTower("image", encoder.model, "encode_image", pixels, folder)
+    text = EngineTower("text", encoder.model, "encode_text", tokens, folder)
+    if engine == "onnx":
+        try:
+            image.open(strict=True)
+            text.open(strict=True)
+        except EngineError as exc:
+            raise ModelLoadError(f"{exc}; set {CLIP_ENGINE_ENV}=torch") from exc
+    encoder.image_tower, encoder.text_tower = image, text
 
 
 def _weights_tag(local_dir: Path | None, pretrained: str | None) -> str:

@@ -11,7 +11,7 @@ from typing import Generic, TypeVar
 
 import torch
 
-from pixel_detective_dagster.media.imaging import ImageError
+from pixel_detective_dagster.media.imaging import ImageError, read_bytes
 from pixel_detective_dagster.media.manifests import default_workers, load_verified
 
 R = TypeVar("R")
@@ -27,6 +27,7 @@ class InferenceOutcome(Generic[R]):
     cached: int = 0
     seconds: float = 0.0
     decode_wait_seconds: float = 0.0  # time the model sat idle waiting for decoded images
+    from_previews: int = 0  # inputs decoded from the stored preview instead of the original
 
     @property
     def images_per_second(self) -> float:
@@ -84,17 +85,30 @@ def run_over_contents(
     infer: Callable[[torch.Tensor], Sequence[R]],
     batch_size: int,
     workers: int = 0,
+    previews: dict[str, Path] | None = None,
 ) -> InferenceOutcome[R]:
     """Apply ``infer`` to every (hash, relative path) not already in ``cached``.
 
-    Each file is re-read and checked against its hash before decoding, so a result always belongs
-    to the content the manifest recorded.
+    A content with an entry in ``previews`` is decoded from that preview (made from this very content by
+    the thumbnail step, and named by its hash), not from the original. Any other file is re-read and
+    checked against its hash before decoding, so a result always belongs to the content the manifest
+    recorded; so is an original whose preview has gone missing.
     """
+    previews = previews or {}
+    served: list[str] = []  # appended to from decoder threads (list.append is atomic)
     outcome: InferenceOutcome[R] = InferenceOutcome(results=dict(cached), cached=len(cached))
     todo = [(h, p) for h, p in items if h not in cached]
     start = time.perf_counter()
 
     def load(content: str, relative: str) -> torch.Tensor:
+        preview = previews.get(content)
+        if preview is not None:
+            try:
+                pixels = prepare(read_bytes(preview))
+                served.append(content)
+                return pixels
+            except ImageError:
+                pass  # preview gone or damaged: decode the original instead
         return prepare(load_verified(root, relative, content))
 
     waited = [0.0]
@@ -107,4 +121,5 @@ def run_over_contents(
             outcome.computed += len(good)
     outcome.seconds = time.perf_counter() - start
     outcome.decode_wait_seconds = waited[0]
+    outcome.from_previews = len(served)
     return outcome

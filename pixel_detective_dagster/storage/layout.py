@@ -85,6 +85,10 @@ class DataLayout:
         ext = "jpg" if fmt == "jpeg" else fmt
         return self.home / "thumbnails" / str(size) / content_hash[:2] / f"{content_hash}.{ext}"
 
+    def preview(self, content_hash: str, shorter_side: int) -> Path:
+        """The model-input preview of a content (JPEG): what the model steps decode instead of the original."""
+        return self.home / "previews" / str(shorter_side) / content_hash[:2] / f"{content_hash}.jpg"
+
     def batch_dir(self, key: str) -> Path:
         parse_batch_key(key)
         return self.home / "batches" / key

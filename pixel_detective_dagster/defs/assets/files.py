@@ -8,9 +8,11 @@ from pixel_detective_dagster.catalog.batch_inputs import batch_context
 from pixel_detective_dagster.defs.assets.partitions import BATCH_ASSET_ARGS
 from pixel_detective_dagster.defs.assets.reporting import artifact_links, failures_table, rate, thumbnail_metadata
 from pixel_detective_dagster.defs.assets.stages import stage
+from pixel_detective_dagster.defs.resources.models import CaptionModelResource, ClipModelResource
 from pixel_detective_dagster.defs.resources.storage import StorageResource
 from pixel_detective_dagster.media.manifests import build_manifest
 from pixel_detective_dagster.media.thumbnails import build_thumbnails
+from pixel_detective_dagster.models.input_sizes import preview_side_for
 from pixel_detective_dagster.storage.artifacts import write_parquet
 
 
@@ -44,15 +46,20 @@ def image_manifest(context: AssetExecutionContext, storage: StorageResource) -> 
 
 
 @asset(**BATCH_ASSET_ARGS, deps=[image_manifest], **stage("ingest"), kinds={"pillow", "parquet"})
-def thumbnails(context: AssetExecutionContext, storage: StorageResource) -> MaterializeResult:
-    """One upright thumbnail per unique content in the content-addressed store (reduced-size decoding)."""
+def thumbnails(
+    context: AssetExecutionContext,
+    storage: StorageResource,
+    clip_model: ClipModelResource,
+    caption_model: CaptionModelResource,
+) -> MaterializeResult:
+    """One upright thumbnail and one model-input preview per unique content in the content-addressed store,
+    both from one reduced-size decode; the model steps read the preview instead of the original."""
     start = time.perf_counter()
+    settings = storage.thumbnail_settings(preview_side_for(clip_model.input_side(), caption_model.input_side()))
     frames, paths = [], []
     for key in context.partition_keys:
         batch = batch_context(storage.catalog, storage.layout, key)
-        frame = build_thumbnails(
-            storage.layout, batch.root, batch.read("manifest"), storage.thumbnail_settings, storage.workers
-        )
+        frame = build_thumbnails(storage.layout, batch.root, batch.read("manifest"), settings, storage.workers)
         failed = frame[frame["status"] == "failed"]
         storage.catalog.fail_hashes(batch.collection, key, dict(zip(failed["hash"], failed["reason"])))
         paths.append(write_parquet(frame, batch.artifact("thumbnails")))
@@ -62,6 +69,7 @@ def thumbnails(context: AssetExecutionContext, storage: StorageResource) -> Mate
             **thumbnail_metadata(frames, time.perf_counter() - start),
             "longest_side": storage.thumbnail_size,
             "format": storage.thumbnail_format,
+            "preview_side": settings.preview_side,
             "store": MetadataValue.path(str(storage.layout.home / "thumbnails")),
             **artifact_links(paths),
         }

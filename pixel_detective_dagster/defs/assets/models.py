@@ -41,6 +41,7 @@ def _throughput(outcomes: list[InferenceOutcome]) -> dict[str, object]:
         "failed": sum(len(o.failures) for o in outcomes),
         "images_per_second": round(computed / seconds, 2) if seconds else 0.0,
         "decode_wait_seconds": round(sum(o.decode_wait_seconds for o in outcomes), 3),
+        "from_previews": sum(o.from_previews for o in outcomes),
         "failures": failures_table([f for o in outcomes for f in o.failures.items()]),
     }
 
@@ -57,6 +58,16 @@ class ModelStep(Generic[R]):
     infer: Callable[[torch.Tensor], Sequence[R]]
     write: Callable[[BatchContext, list[str], list[R]], Path]
     batcher: AdaptiveBatcher
+    min_side: int  # shorter side the model decodes its input at: a preview at least this large serves it
+
+
+def covering_previews(batch: BatchContext, min_side: int) -> dict[str, Path]:
+    """The batch's previews (from the thumbnail step) whose size covers a model input of ``min_side``."""
+    thumbs = batch.read("thumbnails")
+    if "preview" not in thumbs:  # written before previews existed
+        return {}
+    usable = thumbs[(thumbs["status"] == "ok") & thumbs["preview"].notna() & (thumbs["preview_side"] >= min_side)]
+    return {h: Path(p) for h, p in zip(usable["hash"], usable["preview"])}
 
 
 def run_model_step(
@@ -74,7 +85,14 @@ def run_model_step(
             items = batch.ready_contents()
             cached = step.get_cached(step.identity, [h for h, _ in items])
             outcome = run_over_contents(
-                batch.root, items, cached, step.prepare, step.infer, step.batcher.limit, storage.workers
+                batch.root,
+                items,
+                cached,
+                step.prepare,
+                step.infer,
+                step.batcher.limit,
+                storage.workers,
+                covering_previews(batch, step.min_side),
             )
             step.put_cached(step.identity, {h: v for h, v in outcome.results.items() if h not in cached})
             storage.catalog.fail_hashes(batch.collection, key, outcome.failures)
@@ -83,7 +101,8 @@ def run_model_step(
             outcomes.append(outcome)
             hashes_seen += hashes
             context.log.info(
-                f"{key} {step.name}: {outcome.computed} computed, {outcome.cached} cached, "
+                f"{key} {step.name}: {outcome.computed} computed ({outcome.from_previews} from previews), "
+                f"{outcome.cached} cached, "
                 f"{outcome.images_per_second:.1f} img/s, waited {outcome.decode_wait_seconds:.2f} s "
                 f"for decoders"
             )
@@ -138,6 +157,7 @@ def clip_embeddings(
         encoder.encode_batch,
         write,
         encoder.batcher,
+        encoder.image_size,
     )
     return _result(context, loaded, run_model_step(context, storage, step), dimensions=encoder.dim)
 
@@ -171,6 +191,7 @@ def blip_captions(
         captioner.caption_batch,
         write,
         captioner.batcher,
+        captioner.image_size,
     )
     return _result(context, loaded, run_model_step(context, storage, step))
 

@@ -40,7 +40,7 @@ def model_metadata(loaded: LoadedModel) -> dict[str, object]:
         "model_already_loaded": loaded.cached,
     }
     if loaded.random_weights:
-        metadata["warning"] = "tiny random-weight test model: results are NOT semantic"
+        metadata["warning"] = "random-weight test model: results are NOT semantic"
     return metadata
 
 

@@ -13,11 +13,14 @@ from pixel_detective_dagster.defs.resources.storage import StorageResource
 from pixel_detective_dagster.storage.layout import HOME_ENV
 
 PROJECTION_ENGINE_ENV = "PIXEL_DETECTIVE_PROJECTION_ENGINE"
+PREVIEW_SIDE_ENV = "PIXEL_DETECTIVE_PREVIEW_SIDE"
 
 
 def resources_from_env() -> dict[str, Any]:
     return {
-        "storage": StorageResource(**env_fields({"home": HOME_ENV})),
+        "storage": StorageResource(
+            **env_fields({"home": HOME_ENV, "preview_side": PREVIEW_SIDE_ENV}, {"preview_side"})
+        ),
         **model_resources_from_env(),
         "vector_index": VectorIndexResource(
             **env_fields({"url": "QDRANT_URL", "api_key": "QDRANT_API_KEY"}),

@@ -23,6 +23,7 @@ from pixel_detective_dagster.models.captioner import (
     load_captioner,
 )
 from pixel_detective_dagster.models.clip import (
+    CLIP_ENGINE_ENV,
     CLIP_MODEL_ENV,
     CLIP_PRETRAINED_ENV,
     DEFAULT_CLIP_MODEL,
@@ -30,6 +31,7 @@ from pixel_detective_dagster.models.clip import (
     load_clip,
 )
 from pixel_detective_dagster.models.device import DEVICE_ENV, resolve_target
+from pixel_detective_dagster.models.input_sizes import caption_input_side, clip_input_side
 from pixel_detective_dagster.models.registry import LoadedModel
 
 COMPILE_ENV = "PIXEL_DETECTIVE_COMPILE"
@@ -40,6 +42,7 @@ CLIP_ENV = {
     "device": DEVICE_ENV,
     "precision": "PIXEL_DETECTIVE_CLIP_PRECISION",
     "batch_size": "PIXEL_DETECTIVE_CLIP_BATCH_SIZE",
+    "engine": CLIP_ENGINE_ENV,
 }
 CAPTION_ENV = {
     "model": CAPTION_MODEL_ENV,
@@ -78,6 +81,8 @@ class ClipModelResource(ConfigurableResource):
 
     ``precision``: auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, fp16, bf16, int8 (CPU dynamic quantization).
     ``batch_size``: 0 = per-device default; on CUDA the ceiling of the free-memory probe.
+    ``engine``: auto (ONNX Runtime for fp32 on the CPU, from an export checked against torch), torch, onnx.
+    The engine does not change the embeddings (cosine >= 0.9999 with torch), so it is not part of the version.
     """
 
     model: str = DEFAULT_CLIP_MODEL
@@ -86,12 +91,17 @@ class ClipModelResource(ConfigurableResource):
     precision: str = "auto"
     compile_model: bool = False
     batch_size: int = 0
+    engine: str = "auto"
 
     def load(self) -> tuple[ClipEncoder, LoadedModel]:
         encoder, seconds, cached = load_clip(
-            self.model, self.pretrained, self.device, self.precision, self.compile_model, self.batch_size
+            self.model, self.pretrained, self.device, self.precision, self.compile_model, self.batch_size, self.engine
         )
         return encoder, LoadedModel(encoder.identity, seconds, cached, encoder.random_weights)
+
+    def input_side(self) -> int | None:
+        """The image size the model takes, from its config (no weights loaded); None if unknown."""
+        return clip_input_side(_value(self.model))
 
     def version(self) -> str:
         model, pretrained = _value(self.model), _value(self.pretrained)
@@ -131,6 +141,10 @@ class CaptionModelResource(ConfigurableResource):
         )
         captioner = loaded.with_generation(self.generation)
         return captioner, LoadedModel(captioner.identity, seconds, cached, captioner.random_weights)
+
+    def input_side(self) -> int | None:
+        """The image size the model takes, from its processor config (no weights loaded); None if unknown."""
+        return caption_input_side(_value(self.model))
 
     def version(self) -> str:
         model = _value(self.model)

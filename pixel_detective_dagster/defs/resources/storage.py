@@ -20,6 +20,7 @@ class StorageResource(ConfigurableResource):
     home: str | None = None
     thumbnail_size: int = 256
     thumbnail_format: str = "webp"
+    preview_side: int = 0  # model-input previews' shorter side; 0: the configured models' largest input
     max_pixels: int = DEFAULT_MAX_PIXELS
     workers: int = 0  # decoder / hashing threads; 0 = one per core (at least 2)
 
@@ -42,8 +43,10 @@ class StorageResource(ConfigurableResource):
             self._features = FeatureCache(self.layout.features_db)
         return self._features
 
-    @property
-    def thumbnail_settings(self) -> ThumbnailSettings:
+    def thumbnail_settings(self, model_preview_side: int) -> ThumbnailSettings:
+        """Thumbnail settings; previews at ``preview_side`` if set, else at ``model_preview_side``."""
         if self.thumbnail_format not in ("webp", "jpeg"):
             raise ValueError(f"thumbnail_format must be 'webp' or 'jpeg', not {self.thumbnail_format!r}")
-        return ThumbnailSettings(self.thumbnail_size, self.thumbnail_format)
+        return ThumbnailSettings(
+            self.thumbnail_size, self.thumbnail_format, preview_side=self.preview_side or model_preview_side
+        )
