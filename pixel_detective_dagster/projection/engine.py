@@ -1,7 +1,7 @@
 """The engine interface (fit / transform / cluster), written once over an array module and estimator classes.
 
-cuML and scikit-learn / umap-learn share estimator names and parameters, so an engine is a
-``Toolkit``: the array module (cupy or numpy), a copy-to-host function and the estimator classes.
+cuML, scikit-learn / umap-learn and ``torch_umap.TorchUMAP`` share estimator names and parameters, so an
+engine is a ``Toolkit``: the array module (cupy or numpy), a copy-to-host function and the estimator classes.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Toolkit:
     HDBSCAN: Callable[..., Any]
     DBSCAN: Callable[..., Any]
     KMeans: Callable[..., Any]
-    umap_options: dict[str, Any] = field(default_factory=dict)
+    umap_options: dict[str, Any] = field(default_factory=dict)  # override the shared UMAP parameters
 
 
 def neighbour_recall(original: np.ndarray, reduced: np.ndarray) -> float:
@@ -118,16 +118,16 @@ class EstimatorEngine:
             if reducer.pca_recall >= settings.min_pca_recall:
                 reducer.pca, reducer.method, x = pca, f"pca{settings.pca_dims}+umap", reduced
         # euclidean on unit vectors ranks neighbours as cosine does
-        reducer.umap = kit.UMAP(
-            n_neighbors=min(settings.n_neighbors, n - 1),
-            n_components=2,
-            min_dist=settings.min_dist,
-            n_epochs=settings.n_epochs,
-            metric="euclidean",
-            random_state=settings.seed,
-            init="spectral" if n > 30 else "random",
-            **kit.umap_options,
-        )
+        options = {
+            "n_neighbors": min(settings.n_neighbors, n - 1),
+            "n_components": 2,
+            "min_dist": settings.min_dist,
+            "n_epochs": settings.n_epochs,
+            "metric": "euclidean",
+            "random_state": settings.seed,
+            "init": "spectral" if n > 30 else "random",
+        }
+        reducer.umap = kit.UMAP(**(options | kit.umap_options))
         coords = reducer.umap.fit_transform(x)
         return reducer, kit.to_host(coords).astype(np.float32)
 
