@@ -1,5 +1,6 @@
 """The default engine: UMAP in torch (``torch_umap``) on CUDA when torch sees a device, else the CPU,
-with scikit-learn's PCA and clusterers. Nothing is compiled at run time."""
+with scikit-learn's PCA and clusterers. Nothing is compiled at run time; on the CPU the map runs on one
+thread (see ``torch_umap.cpu_threads``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from pixel_detective_dagster.projection.engine import EstimatorEngine, Reducer, Toolkit
 from pixel_detective_dagster.projection.settings import ProjectionSettings
+from pixel_detective_dagster.projection.torch_umap import TorchUMAP, cpu_threads, default_device
 
 
 class TorchEngine(EstimatorEngine):
@@ -21,12 +23,15 @@ class TorchEngine(EstimatorEngine):
         from sklearn.cluster import DBSCAN, HDBSCAN, KMeans
         from sklearn.decomposition import PCA
 
-        from pixel_detective_dagster.projection.torch_umap import TorchUMAP
-
         umap = partial(TorchUMAP, device=self.device)
         return Toolkit(np, np.asarray, PCA, umap, HDBSCAN, DBSCAN, KMeans, umap_options={"init": "pca"})
+
+    def fit(self, vectors: np.ndarray, settings: ProjectionSettings) -> tuple[Reducer, np.ndarray]:
+        with cpu_threads(self.device or default_device()):
+            return super().fit(vectors, settings)
 
     def transform(self, reducer: Reducer, vectors: np.ndarray, settings: ProjectionSettings) -> np.ndarray:
         if reducer.umap is not None:  # a model fitted on another device places points on this one
             reducer.umap.device = self.device
-        return super().transform(reducer, vectors, settings)
+        with cpu_threads(self.device or default_device()):
+            return super().transform(reducer, vectors, settings)

@@ -32,13 +32,22 @@ def default_device() -> str:
 
 @contextmanager
 def cpu_threads(device: str) -> Iterator[None]:
-    """One intra-op thread on the CPU: the per-epoch tensors are too small to gain from more, and threads
-    spin-waiting for a busy core made a 10k-point layout nine times slower on 2 shared cores."""
-    before = torch.get_num_threads()
-    if device == "cpu":
-        torch.set_num_threads(1)
-    try:
+    """One thread for torch, BLAS and OpenMP while mapping on the CPU.
+
+    The per-epoch tensors and the PCA of a sample are too small to gain from more threads, and threads
+    spin-waiting for a busy core cost many times the work: on 2 shared cores a 10k-point layout took 9x
+    longer with 2 torch threads, and the PCA's QR step 100x its CPU time with 2 BLAS threads.
+    """
+    if device != "cpu":
         yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
     finally:
         torch.set_num_threads(before)
 
