@@ -166,7 +166,7 @@ def _size_figures(n: int, work: Path) -> list[Figure]:
                 ours["wall"],
                 "s",
                 "a fresh-process full fit",
-                f"update_map {batch['map']:.2f} s after imports {batch['imports']:.1f} s; "
+                f"update_map {batch['map']:.2f} s after imports {batch['imports']:.1f} s, cpu {batch['cpu']:.1f} s; "
                 f"{batch['counts']['transform']} placed, {batch['counts']['kept']:,} kept unmoved",
             )
         )

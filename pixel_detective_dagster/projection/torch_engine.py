@@ -1,6 +1,6 @@
 """The default engine: UMAP in torch (``torch_umap``) on CUDA when torch sees a device, else the CPU,
-with scikit-learn's PCA and clusterers. Nothing is compiled at run time; on the CPU the map runs on one
-thread (see ``torch_umap.cpu_threads``)."""
+with scikit-learn's PCA and clusterers. Nothing is compiled at run time; on the CPU the map and the
+clusters run on one thread (see ``torch_umap.cpu_threads``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from functools import partial
 
 import numpy as np
 
-from pixel_detective_dagster.projection.engine import EstimatorEngine, Reducer, Toolkit
+from pixel_detective_dagster.projection.engine import Clusters, EstimatorEngine, Reducer, Toolkit
 from pixel_detective_dagster.projection.settings import ProjectionSettings
 from pixel_detective_dagster.projection.torch_umap import TorchUMAP, cpu_threads, default_device
 
@@ -35,3 +35,7 @@ class TorchEngine(EstimatorEngine):
             reducer.umap.device = self.device
         with cpu_threads(self.device or default_device()):
             return super().transform(reducer, vectors, settings)
+
+    def cluster(self, coords: np.ndarray, vectors: np.ndarray, settings: ProjectionSettings) -> Clusters:
+        with cpu_threads(self.device or default_device()):  # 10k points: 1.3 CPU s instead of 8.6 on 2 busy cores
+            return super().cluster(coords, vectors, settings)
