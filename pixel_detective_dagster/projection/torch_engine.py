@@ -36,6 +36,12 @@ class TorchEngine(EstimatorEngine):
         with cpu_threads(self.device or default_device()):
             return super().transform(reducer, vectors, settings)
 
-    def cluster(self, coords: np.ndarray, vectors: np.ndarray, settings: ProjectionSettings) -> Clusters:
+    def cluster(
+        self,
+        coords: np.ndarray,
+        vectors: np.ndarray,
+        settings: ProjectionSettings,
+        kmeans_init: np.ndarray | None = None,
+    ) -> Clusters:
         with cpu_threads(self.device or default_device()):  # 10k points: 1.3 CPU s instead of 8.6 on 2 busy cores
-            return super().cluster(coords, vectors, settings)
+            return super().cluster(coords, vectors, settings, kmeans_init)
