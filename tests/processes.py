@@ -18,7 +18,7 @@ from dagster import DagsterEventType, DagsterInstance
 _LAUNCHER = r"""
 import json, os, sys, traceback
 # third-party imports only: the project's modules read the environment when imported, so each fork imports them
-import dagster, open_clip, pandas, pyarrow.parquet, qdrant_client, qdrant_edge, sklearn, torch, transformers, umap
+import dagster, open_clip, pandas, pyarrow.parquet, qdrant_client, qdrant_edge, sklearn, torch, transformers
 
 for line in sys.stdin:
     request = json.loads(line)

@@ -18,9 +18,9 @@ from sklearn.metrics import adjusted_rand_score
 
 from pixel_detective_dagster.index.duplicates import point_duplicates
 from pixel_detective_dagster.index.vector_index import EdgeIndex, IndexPoint, SearchFilters, folders_of, point_id
-from pixel_detective_dagster.projection.cpu import CpuEngine
 from pixel_detective_dagster.projection.labels import label_map
 from pixel_detective_dagster.projection.settings import ProjectionSettings
+from pixel_detective_dagster.projection.torch_engine import TorchEngine
 
 N, DIM, QUERIES, K = 6_000, 512, 30, 10
 MODEL = "open_clip:oracle:none:fp32"
@@ -242,7 +242,7 @@ def test_kmeans_ids_survive_an_added_batch(library: tuple[EdgeIndex, np.ndarray,
     old, new = int(n / 1.05), n
     ids = frame["id"].tolist()[:n]
     coords = np.random.default_rng(3).normal(size=(n, 2)).astype(np.float32)
-    settings, engine = ProjectionSettings(), CpuEngine()
+    settings, engine = ProjectionSettings(), TorchEngine()
     before = label_map(ids[:old], coords[:old], vectors[:old], [None] * old, engine, settings)
     fresh = label_map(ids[:new], coords, vectors[:new], [None] * new, engine, settings)
     after = label_map(ids[:new], coords, vectors[:new], [None] * new, engine, settings, before)

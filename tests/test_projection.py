@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pickle
+import subprocess
 import sys
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from dagster import DagsterInstance, build_resources, materialize
 
 from pixel_detective_dagster.defs.resources import resources_from_env
@@ -25,14 +28,15 @@ from pixel_detective_dagster.projection import (
     plan_update,
     update_map,
 )
-from pixel_detective_dagster.projection.cpu import CpuEngine
 from pixel_detective_dagster.projection.incremental import SavedModel
 from pixel_detective_dagster.projection.labels import label_map
 from pixel_detective_dagster.projection.synthetic import clustered_vectors
+from pixel_detective_dagster.projection.torch_engine import TorchEngine
+from pixel_detective_dagster.projection.torch_umap import TorchUMAP, fuzzy_union, memberships
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME, DataLayout
 
 SETTINGS = ProjectionSettings(seed=0)
-ENGINES_HERE = ["cpu"] + (["cuml"] if cuml_status()[0] else [])
+ENGINES_HERE = ["torch", "umap-learn"] + (["cuml"] if cuml_status()[0] else [])
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +71,59 @@ def test_engine_contract(name: str, data: tuple[np.ndarray, np.ndarray]) -> None
 
 def test_too_few_points_get_principal_axes_that_transform() -> None:
     vectors = clustered_vectors(5, dim=16, clusters=2)[0]
-    engine = CpuEngine()
+    engine = TorchEngine()
     reducer, coords = engine.fit(vectors, SETTINGS)
     assert reducer.method == "pca" and coords.shape == (5, 2)
     np.testing.assert_allclose(engine.transform(reducer, vectors, SETTINGS), coords, atol=1e-5)
     assert engine.cluster(coords, vectors, SETTINGS).n_kmeans == 1
+
+
+# --- UMAP in torch ---------------------------------------------------------------------------------------------
+
+
+def test_memberships_and_their_fuzzy_union_follow_umap() -> None:
+    weights = memberships(torch.tensor([[1.0, 2.0, 4.0], [0.5, 0.5, 3.0]]), local_connectivity=True)
+    assert weights[:, 0].tolist() == [1.0, 1.0]  # the nearest neighbour is fully connected
+    np.testing.assert_allclose(weights.sum(1).numpy(), [2.0, 2.0], atol=1e-4)  # log2(k + 1), k = 3
+    heads, tails, union = fuzzy_union(torch.tensor([[1], [0], [0]]), torch.tensor([[0.5], [1.0], [0.25]]))
+    edges = {(int(h), int(t)): float(w) for h, t, w in zip(heads, tails, union)}
+    assert edges == {(0, 1): 1.0, (1, 0): 1.0, (0, 2): 0.25, (2, 0): 0.25}  # P + P^T - P * P^T
+
+
+def test_torch_umap_is_seeded_and_places_new_points_without_moving_the_fit(
+    data: tuple[np.ndarray, np.ndarray],
+) -> None:
+    vectors, truth = data
+    model = TorchUMAP(random_state=3, n_epochs=100, device="cpu")
+    fitted = model.fit_transform(vectors[:300]).copy()
+    again = TorchUMAP(random_state=3, n_epochs=100, device="cpu").fit_transform(vectors[:300])
+    np.testing.assert_array_equal(again, fitted)
+    placed = model.transform(vectors[300:])
+    np.testing.assert_array_equal(model.embedding, fitted)
+    nearest = np.linalg.norm(placed[:, None] - fitted[None], axis=2).argmin(axis=1)
+    assert (truth[nearest] == truth[300:]).mean() > 0.9
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).transform(vectors[300:]), placed)
+
+
+def test_torch_map_is_as_trustworthy_as_umap_learns(data: tuple[np.ndarray, np.ndarray]) -> None:
+    vectors = data[0]
+    scores = {
+        name: map_trustworthiness(vectors, make_engine(name).fit(vectors, SETTINGS)[1], SETTINGS)
+        for name in ("torch", "umap-learn")
+    }
+    assert scores["torch"] > 0.95 and scores["torch"] >= scores["umap-learn"] - 0.01, scores
+
+
+def test_a_fresh_process_maps_without_importing_numba() -> None:
+    code = (
+        "import sys\n"
+        "from pixel_detective_dagster.projection import ProjectionSettings, choose_engine, make_engine\n"
+        "from pixel_detective_dagster.projection.synthetic import clustered_vectors\n"
+        "engine = make_engine(choose_engine('auto').name)\n"
+        "coords = engine.fit(clustered_vectors(400, dim=64)[0], ProjectionSettings(seed=0))[1]\n"
+        "assert coords.shape == (400, 2) and not {'numba', 'umap', 'pynndescent'} & set(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
 # --- engine selection ----------------------------------------------------------------------------------------
@@ -90,21 +142,35 @@ def fake_gpu_stack(monkeypatch: pytest.MonkeyPatch, devices: int | Exception) ->
     monkeypatch.setitem(sys.modules, "cuml", types.SimpleNamespace(__version__="25.02"))
 
 
-def test_auto_falls_back_to_cpu_with_the_reason_and_forced_cuml_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_falls_back_to_torch_with_the_reason_and_forced_cuml_fails_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setitem(sys.modules, "cuml", None)  # as on a machine without the gpu extra
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     choice = choose_engine("auto")
-    assert choice.name == "cpu" and "cuML/cupy are not installed" in choice.reason and "gpu" in choice.reason
+    assert choice.name == "torch" and "cuML/cupy are not installed" in choice.reason and "gpu" in choice.reason
+    assert "UMAP in torch on cpu" in choice.reason
     with pytest.raises(EngineUnavailableError, match="'cuml' was requested .*PIXEL_DETECTIVE_PROJECTION_ENGINE"):
         choose_engine("cuml")
-    assert choose_engine(" CPU ").name == "cpu"
+    assert [choose_engine(name).name for name in (" CPU ", "torch", "umap-learn")] == ["cpu", "torch", "umap-learn"]
     with pytest.raises(ValueError, match="unknown projection engine"):
         choose_engine("tsne")
+
+
+def test_without_cuml_a_cuda_machine_maps_with_torch_on_the_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cuml", None)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    choice = choose_engine("auto")
+    assert choice.name == "torch" and "UMAP in torch on cuda" in choice.reason
+    engine = make_engine(choice.name)
+    assert isinstance(engine, TorchEngine) and engine.device is None  # TorchUMAP then picks CUDA
+    assert make_engine("cpu").device == "cpu" and make_engine("cpu").name == "torch"  # same saved models
 
 
 def test_auto_picks_cuml_only_when_a_cuda_device_is_usable(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_gpu_stack(monkeypatch, RuntimeError("cudaErrorNoDevice"))
     choice = choose_engine("auto")
-    assert choice.name == "cpu" and "CUDA is unusable: cudaErrorNoDevice" in choice.reason
+    assert choice.name == "torch" and "CUDA is unusable: cudaErrorNoDevice" in choice.reason
     fake_gpu_stack(monkeypatch, 0)
     assert "no CUDA device" in choose_engine("auto").reason
     fake_gpu_stack(monkeypatch, 2)
@@ -133,7 +199,7 @@ def test_new_batch_is_transformed_onto_the_saved_map_then_refit_past_the_fractio
     tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
 ) -> None:
     vectors, truth = data
-    store, engine = ModelStore(tmp_path / "model.joblib"), CpuEngine()
+    store, engine = ModelStore(tmp_path / "model.joblib"), TorchEngine()
     first = update_map(ids_of(200), vectors[:200], None, store, engine, SETTINGS)
     assert first.mode == "fit" and "no saved model" in first.reason and store.path.exists()
     assert first.counts() == {"fit": 200, "transform": 0, "kept": 0}
@@ -175,7 +241,7 @@ def test_refit_on_request_engine_change_and_sample_fit(tmp_path: Path, data: tup
         vectors,
         None,
         ModelStore(tmp_path / "m.joblib"),
-        CpuEngine(),
+        TorchEngine(),
         ProjectionSettings(seed=0, fit_sample=120),
     )
     assert sampled.mode == "fit" and "fitted on a sample of 120 of 300 points" in sampled.reason
@@ -190,12 +256,12 @@ def test_trustworthiness_is_high_for_a_map_of_clustered_data_and_low_for_noise(
     tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
 ) -> None:
     vectors = data[0][:200]
-    update = update_map(ids_of(200), vectors, None, ModelStore(tmp_path / "m.joblib"), CpuEngine(), SETTINGS)
+    update = update_map(ids_of(200), vectors, None, ModelStore(tmp_path / "m.joblib"), TorchEngine(), SETTINGS)
     assert update.trustworthiness is not None and update.trustworthiness > 0.9
     scrambled = np.random.default_rng(0).normal(size=(200, 2))
     assert map_trustworthiness(vectors, scrambled, SETTINGS) < 0.7
-    sampled = map_trustworthiness(vectors, update.coords, ProjectionSettings(trust_sample=50))
-    assert sampled is not None and abs(sampled - update.trustworthiness) < 0.1
+    sampled = map_trustworthiness(vectors, update.coords, ProjectionSettings(trust_sample=100))
+    assert sampled is not None and abs(sampled - update.trustworthiness) < 0.05
     assert map_trustworthiness(vectors[:4], update.coords[:4], SETTINGS) is None
 
 
@@ -226,7 +292,7 @@ def test_label_map_names_clusters_and_flags_outliers(clusterer: str) -> None:
     coords = np.concatenate([blobs, [[20, 20], [-15, 12]]]).astype(np.float32)
     vectors = rng.normal(size=(122, 8)).astype(np.float32)
     captions = ["a cat on a sofa"] * 40 + ["a red bicycle"] * 40 + ["snowy mountain peak"] * 40 + ["a lamp", "a shoe"]
-    table = label_map(ids_of(122), coords, vectors, captions, CpuEngine(), ProjectionSettings(clusterer=clusterer))
+    table = label_map(ids_of(122), coords, vectors, captions, TorchEngine(), ProjectionSettings(clusterer=clusterer))
     assert list(table.columns) == ["id", "x", "y", "cluster", "cluster_name", "membership", "outlier", "kmeans_cluster"]
     assert table["outlier"].iloc[-2:].all() and table["outlier"].iloc[:120].mean() < 0.1
     named = table.iloc[:120].groupby("cluster")["cluster_name"].first()

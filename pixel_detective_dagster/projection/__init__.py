@@ -1,8 +1,9 @@
-"""2-D maps and clusters of a collection's embeddings: cuML on a GPU, umap-learn + scikit-learn on a CPU.
+"""2-D maps and clusters of a collection's embeddings: cuML where it is installed, else UMAP in torch (CUDA or
+CPU, nothing compiled at run time), or umap-learn on request; scikit-learn for PCA and clusters.
 
-``selection`` picks the engine, ``engine`` is the fit / transform / cluster interface (``cpu`` and
-``gpu`` implement it), ``incremental`` keeps a collection's map stable across batches, ``quality``
-scores it and ``naming`` names its clusters.
+``selection`` picks the engine, ``engine`` is the fit / transform / cluster interface (``torch_engine``,
+``cuml_engine`` and ``umap_learn_engine`` implement it; ``torch_umap`` is the algorithm), ``incremental``
+keeps a collection's map stable across batches, ``quality`` scores it and ``naming`` names its clusters.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
 """The engine interface (fit / transform / cluster), written once over an array module and estimator classes.
 
-cuML and scikit-learn / umap-learn share estimator names and parameters, so an engine is a
-``Toolkit``: the array module (cupy or numpy), a copy-to-host function and the estimator classes.
+cuML, scikit-learn / umap-learn and ``torch_umap.TorchUMAP`` share estimator names and parameters, so an
+engine is a ``Toolkit``: the array module (cupy or numpy), a copy-to-host function and the estimator classes.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
@@ -18,6 +20,7 @@ from pixel_detective_dagster.projection.settings import ProjectionSettings
 MIN_UMAP_POINTS = 8  # fewer points than this get a 2-D PCA instead of a neighbour graph
 RECALL_SAMPLE = 1_000
 RECALL_NEIGHBOURS = 10
+Method = TypeVar("Method", bound=Callable[..., Any])
 
 
 @dataclass
@@ -68,7 +71,7 @@ class Toolkit:
     HDBSCAN: Callable[..., Any]
     DBSCAN: Callable[..., Any]
     KMeans: Callable[..., Any]
-    umap_options: dict[str, Any] = field(default_factory=dict)
+    umap_options: dict[str, Any] = field(default_factory=dict)  # override the shared UMAP parameters
 
 
 def neighbour_recall(original: np.ndarray, reduced: np.ndarray) -> float:
@@ -88,6 +91,17 @@ def principal_axes(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), axes
 
 
+def within_threads(method: Method) -> Method:
+    """Run an engine method inside the engine's ``threads()`` context."""
+
+    @functools.wraps(method)
+    def run(self: EstimatorEngine, *args: Any, **kwargs: Any) -> Any:
+        with self.threads():
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
 class EstimatorEngine:
     """fit / transform / cluster over a ``Toolkit``; subclasses only say how to import it."""
 
@@ -96,10 +110,15 @@ class EstimatorEngine:
     def toolkit(self) -> Toolkit:
         raise NotImplementedError
 
+    def threads(self) -> AbstractContextManager[None]:
+        """How many CPU threads the engine's work may use: unlimited unless an engine says otherwise."""
+        return nullcontext()
+
     def _unit(self, kit: Toolkit, vectors: np.ndarray) -> Any:
         x = kit.xp.asarray(vectors, dtype=kit.xp.float32)
         return x / kit.xp.maximum(kit.xp.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
+    @within_threads
     def fit(self, vectors: np.ndarray, settings: ProjectionSettings) -> tuple[Reducer, np.ndarray]:
         """Fit on ``vectors`` and return the reducer with their 2-D coordinates."""
         n, dim = vectors.shape
@@ -118,19 +137,20 @@ class EstimatorEngine:
             if reducer.pca_recall >= settings.min_pca_recall:
                 reducer.pca, reducer.method, x = pca, f"pca{settings.pca_dims}+umap", reduced
         # euclidean on unit vectors ranks neighbours as cosine does
-        reducer.umap = kit.UMAP(
-            n_neighbors=min(settings.n_neighbors, n - 1),
-            n_components=2,
-            min_dist=settings.min_dist,
-            n_epochs=settings.n_epochs,
-            metric="euclidean",
-            random_state=settings.seed,
-            init="spectral" if n > 30 else "random",
-            **kit.umap_options,
-        )
+        options = {
+            "n_neighbors": min(settings.n_neighbors, n - 1),
+            "n_components": 2,
+            "min_dist": settings.min_dist,
+            "n_epochs": settings.n_epochs,
+            "metric": "euclidean",
+            "random_state": settings.seed,
+            "init": "spectral" if n > 30 else "random",
+        }
+        reducer.umap = kit.UMAP(**(options | kit.umap_options))
         coords = reducer.umap.fit_transform(x)
         return reducer, kit.to_host(coords).astype(np.float32)
 
+    @within_threads
     def transform(self, reducer: Reducer, vectors: np.ndarray, settings: ProjectionSettings) -> np.ndarray:
         """Place new vectors on a fitted map, ``settings.transform_chunk`` rows at a time."""
         if reducer.engine != self.name:
@@ -147,6 +167,7 @@ class EstimatorEngine:
             out[start : start + len(x)] = coords
         return kit.to_host(out).astype(np.float32)
 
+    @within_threads
     def cluster(
         self,
         coords: np.ndarray,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.manifold import trustworthiness
+from threadpoolctl import threadpool_limits
 
 from pixel_detective_dagster.projection.settings import ProjectionSettings
 
@@ -17,4 +18,5 @@ def map_trustworthiness(vectors: np.ndarray, coords: np.ndarray, settings: Proje
     k = min(settings.trust_neighbors, (len(rows) - 1) // 2)
     if k < 2:
         return None
-    return float(trustworthiness(vectors[rows], coords[rows], n_neighbors=k, metric="cosine"))
+    with threadpool_limits(limits=1):  # a few thousand points: threads spin-wait more than they help
+        return float(trustworthiness(vectors[rows], coords[rows], n_neighbors=k, metric="cosine"))

@@ -1,4 +1,8 @@
-"""Which engine runs: cuML when it imports and sees a CUDA device, else the CPU; overridable."""
+"""Which engine runs: cuML when it imports and sees a CUDA device, else UMAP in torch (CUDA or CPU); overridable.
+
+``torch`` runs on CUDA when torch sees a device, ``cpu`` is the same engine kept on the CPU, ``umap-learn``
+is umap-learn's own (numba) implementation.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from pathlib import Path
 
 from pixel_detective_dagster.projection.engine import ProjectionEngine
 
-ENGINES = ("auto", "cuml", "cpu")
+ENGINES = ("auto", "cuml", "torch", "cpu", "umap-learn")
 ENGINE_ENV = "PIXEL_DETECTIVE_PROJECTION_ENGINE"
 
 
@@ -17,7 +21,7 @@ class EngineUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class EngineChoice:
-    name: str  # "cuml" or "cpu"
+    name: str  # one of ENGINES but "auto"
     reason: str
 
 
@@ -37,13 +41,21 @@ def cuml_status() -> tuple[bool, str]:
     return True, f"cuML {getattr(cuml, '__version__', '?')} with {devices} CUDA device(s)"
 
 
+def torch_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def choose_engine(requested: str = "auto") -> EngineChoice:
-    """Resolve ``auto`` / ``cuml`` / ``cpu``; a forced ``cuml`` that cannot run is an error, not a fallback."""
+    """Resolve ``requested`` to an engine; a forced ``cuml`` that cannot run is an error, not a fallback."""
     requested = (requested or "auto").strip().lower()
     if requested not in ENGINES:
         raise ValueError(f"unknown projection engine {requested!r}; choose one of {ENGINES}")
-    if requested == "cpu":
-        return EngineChoice("cpu", "cpu requested")
+    if requested in ("cpu", "umap-learn"):
+        return EngineChoice(requested, f"{requested} requested")
+    if requested == "torch":
+        return EngineChoice("torch", f"torch requested: UMAP in torch on {torch_device()}")
     usable, why = cuml_status()
     if requested == "cuml":
         if not usable:
@@ -51,16 +63,21 @@ def choose_engine(requested: str = "auto") -> EngineChoice:
         return EngineChoice("cuml", f"cuml requested: {why}")
     if usable:
         return EngineChoice("cuml", f"auto: {why}")
-    return EngineChoice("cpu", f"auto: fell back to umap-learn + scikit-learn because {why}")
+    return EngineChoice("torch", f"auto: UMAP in torch on {torch_device()} because {why}")
 
 
 def make_engine(name: str, numba_cache: Path | None = None) -> ProjectionEngine:
+    """The engine called ``name``; ``numba_cache`` is where umap-learn keeps its compiled code."""
     if name == "cuml":
-        from pixel_detective_dagster.projection.gpu import CumlEngine
+        from pixel_detective_dagster.projection.cuml_engine import CumlEngine
 
         return CumlEngine()
-    if name == "cpu":
-        from pixel_detective_dagster.projection.cpu import CpuEngine
+    if name in ("torch", "cpu"):
+        from pixel_detective_dagster.projection.torch_engine import TorchEngine
 
-        return CpuEngine(numba_cache)
+        return TorchEngine("cpu" if name == "cpu" else None)
+    if name == "umap-learn":
+        from pixel_detective_dagster.projection.umap_learn_engine import UmapLearnEngine
+
+        return UmapLearnEngine(numba_cache)
     raise ValueError(f"no projection engine named {name!r}")

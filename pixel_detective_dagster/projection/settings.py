@@ -21,7 +21,7 @@ class ProjectionSettings:
     outlier_membership: float = 0.05  # HDBSCAN membership below this marks an outlier (noise always does)
     trust_sample: int = 2_000  # trustworthiness is measured on at most this many points
     trust_neighbors: int = 10
-    seed: int | None = None  # None: parallel UMAP, not bit-reproducible; an int: reproducible, single-threaded
+    seed: int | None = None  # an int: reproducible maps on the CPU (umap-learn then runs single-threaded)
 
     def __post_init__(self) -> None:
         if self.clusterer not in ("hdbscan", "dbscan"):

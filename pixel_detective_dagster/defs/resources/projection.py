@@ -1,4 +1,5 @@
-"""Projection resource: engine (``auto`` = cuML when a GPU is usable, ``cuml``, ``cpu``) and map settings."""
+"""Projection resource: engine (``auto``: cuML when usable, else UMAP in torch; or ``cuml``, ``torch``, ``cpu``,
+``umap-learn``) and map settings."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ MODEL_FILE = "projection_model.joblib"
 
 class ProjectionResource(ConfigurableResource):
     engine: str = "auto"
-    seed: int | None = None  # an int makes maps reproducible but UMAP single-threaded
+    seed: int | None = None  # an int makes CPU maps reproducible (umap-learn then runs single-threaded)
     refit: bool = False  # refit every collection's map on this run
     refit_fraction: float = 0.5  # refit once a collection grew by this fraction since its last fit
     fit_sample: int = 20_000  # larger collections are fitted on a sample and the rest transformed

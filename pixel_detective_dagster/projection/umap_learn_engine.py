@@ -1,4 +1,5 @@
-"""The CPU engine: umap-learn (approximate neighbours by NN-descent) and scikit-learn."""
+"""The umap-learn engine (numba JIT; NN-descent neighbours) with scikit-learn: kept for comparison and for
+users who want umap-learn's own algorithm. A fresh process spends minutes compiling before it fits."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 from pixel_detective_dagster.projection.engine import EstimatorEngine, Toolkit
 
 
-class CpuEngine(EstimatorEngine):
-    name = "cpu"
+class UmapLearnEngine(EstimatorEngine):
+    name = "umap-learn"
 
     def __init__(self, numba_cache: Path | None = None):
         self.numba_cache = numba_cache

@@ -1,4 +1,4 @@
-"""The GPU engine: cuML UMAP / PCA / HDBSCAN / DBSCAN / K-Means on cupy arrays, host copies only at the end."""
+"""The cuML engine: cuML UMAP / PCA / HDBSCAN / DBSCAN / K-Means on cupy arrays, host copies only at the end."""
 
 from __future__ import annotations
 
