@@ -55,7 +55,7 @@ EVENT = 20  # consecutive photos of one event (they share an event direction and
 THEME = 500  # photos per theme on average (a shared subject: beaches, cats, ...)
 DAYS = 10 * 365  # the library spans ten years, photos in order
 START = date(2015, 1, 1)
-FILTER = SearchFilters(folder="2017", taken_from="2017-03-01", taken_to="2017-06-30")
+FILTER = SearchFilters(folder="2017", taken_from="2017-02-01", taken_to="2017-11-30")  # 8% of the library
 WORDS = [
     "dog",
     "cat",
