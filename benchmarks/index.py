@@ -263,7 +263,8 @@ def add_points(index: EdgeIndex, library: Library) -> float:
     start = time.perf_counter()
     with fresh.bulk():
         fresh.upsert(points)
-    found = fresh.retrieve([points[0].id]) and fresh.search(points[-1].vector, 1)[0].id == points[-1].id
+    with fresh.session():
+        found = fresh.retrieve([points[0].id]) and fresh.search(points[-1].vector, 1)[0].id == points[-1].id
     elapsed = time.perf_counter() - start
     if not found:
         raise AssertionError("the added points are not searchable")
