@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import threading
 import time
@@ -249,19 +248,22 @@ class EdgeIndex(QdrantIndex):
             if shard is not None:
                 start = time.perf_counter()
                 self._sidecar("optimizer.json").write_text(
-                    json.dumps(
-                        {"optimizing_since": datetime.now(UTC).isoformat(timespec="seconds"), "pid": os.getpid()}
-                    )
+                    json.dumps({"optimizing_since": datetime.now(UTC).isoformat(timespec="seconds")})
                 )
                 shard.optimize()
                 times.optimize_s = time.perf_counter() - start
                 self._sidecar("optimizer.json").write_text(json.dumps({"last_optimize_s": round(times.optimize_s, 2)}))
 
+    def _optimizer_state(self) -> dict[str, Any]:
+        """What the last optimizer pass wrote next to the shard ({} if none, or caught mid-write)."""
+        try:
+            return json.loads(self._sidecar("optimizer.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
     def health(self) -> IndexHealth:
         """Points, indexed vectors and segments; never waits for another process's load or optimize."""
-        state = (
-            json.loads(self._sidecar("optimizer.json").read_text()) if self._sidecar("optimizer.json").exists() else {}
-        )
+        state = self._optimizer_state()
         try:
             with self._shard(wait=False) as shard:
                 if shard is None:
