@@ -334,16 +334,19 @@ def search_knobs(
     return figures
 
 
-OLD_DEFAULTS = IndexSettings(hnsw_ef_construct=100, search_ef=100, filter_graph_fields=frozenset(PAYLOAD_INDEXES))
+OLD_DEFAULTS = IndexSettings(
+    quantization=False, hnsw_ef_construct=100, search_ef=100, filter_graph_fields=frozenset(PAYLOAD_INDEXES)
+)
+NO_QUANTIZATION = IndexSettings(quantization=False)
 KNOBS: dict[str, tuple[IndexSettings, int]] = {  # name -> (settings, bulk passes)
     "payload links on folders only": (replace(OLD_DEFAULTS, filter_graph_fields=frozenset({"folders"})), 1),
     "no payload links": (replace(OLD_DEFAULTS, filter_graph_fields=frozenset()), 1),
-    "+ ef_construct 64, search ef 128 (default)": (IndexSettings(), 1),
-    "default + m 32": (IndexSettings(hnsw_m=32), 1),
-    "default + int8 quantization, rescored": (IndexSettings(quantization=True), 1),
-    "default + 1 indexing thread": (IndexSettings(indexing_threads=1), 1),
-    "default + 1 segment": (IndexSettings(segments=1), 1),
-    "default, optimized after each fifth": (IndexSettings(), 5),
+    "+ ef_construct 64, search ef 128": (NO_QUANTIZATION, 1),
+    "+ int8 quantization, rescored (default)": (IndexSettings(), 1),
+    "ef_construct 64 + m 32": (replace(NO_QUANTIZATION, hnsw_m=32), 1),
+    "ef_construct 64 + 1 indexing thread": (replace(NO_QUANTIZATION, indexing_threads=1), 1),
+    "ef_construct 64 + 1 segment": (replace(NO_QUANTIZATION, segments=1), 1),
+    "ef_construct 64, optimized after each fifth": (NO_QUANTIZATION, 5),
 }
 
 
