@@ -73,14 +73,22 @@ def write_json(figures: list[Figure], path: Path) -> None:
     path.write_text(json.dumps({"machine": machine(), "figures": rows}, indent=2))
 
 
-def run_module(cases: Callable[[bool], list[Figure]], description: str) -> None:
-    """Command-line entry for one benchmark module: ``--quick`` and ``--json FILE``."""
+def run_module(
+    cases: Callable[..., list[Figure]],
+    description: str,
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """Command-line entry for one benchmark module: ``--quick``, ``--json FILE`` and the module's own ``options``
+    (passed to ``cases`` as keyword arguments)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
-    args = parser.parse_args()
-    figures = cases(args.quick)
+    if options:
+        options(parser)
+    args = vars(parser.parse_args())
+    quick, json_path = args.pop("quick"), args.pop("json")
+    figures = cases(quick, **args)
     print(machine())
     print(format_table(figures))
-    if args.json:
-        write_json(figures, args.json)
+    if json_path:
+        write_json(figures, json_path)

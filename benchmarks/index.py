@@ -1,39 +1,61 @@
-"""Index throughput and latency: embedded qdrant-edge vs qdrant-client local mode, in the same run.
+"""Index bulk load, recall and latency of embedded qdrant-edge on synthetic CLIP-like photos.
 
-Upserts 512-d CLIP-like unit vectors with realistic payloads (caption, folders, EXIF date, size) plus
-the BM25 caption vector, measures points/s (HNSW deferred, then one optimize pass reported
-separately), then p50/p99 latency of nearest-neighbour, filtered and hybrid (RRF) queries with the
-index held open. The upsert batch size is swept against the old design's 64.
+python -m benchmarks.index [--quick] [--json FILE] [--scale 1m]
+
+The library is generated in chunks: clustered 512-d unit vectors (a shared "photo" direction, one theme per
+~500 photos, one event per 20 consecutive photos, noise) with the payload the pipeline writes (caption and its
+BM25 vector, year/event folders, EXIF date, size, camera). Exact top-10s (numpy over every vector, plain and
+under the folder + date filter) are gathered as the chunks stream, so recall is measured against brute force
+on the same vectors in the same run and the process never holds the whole library in Python.
+
+Cases (the figures ``--json`` writes; sizes are 100k, 10k with ``--quick``, 1m with ``--scale 1m``):
+
+* ``index/<size>``: ``searchable after load (s)`` (upserts + the closing optimizer pass) against the upserts
+  alone; ``recall@10 nearest`` / ``recall@10 filtered`` against exact search; ``p50 ms`` / ``p99 ms`` of
+  nearest, filtered (folder + date range) and hybrid queries against the same queries before the optimizer
+  pass (what a query sees on a freshly loaded, not yet indexed collection); ``peak RSS MiB`` and
+  ``disk MiB`` against the raw float32 vectors; ``+1,000 points searchable (s)``.
+* ``index/knobs <size>``: each collection setting's optimizer pass (CPU seconds, robust on a shared machine)
+  and recall against the old defaults on the same data.
+* ``index/upsert-batch``: points/s by upsert batch size.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import resource
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.harness import Figure, run_module
+from pixel_detective_dagster.index.points import PAYLOAD_INDEXES
 from pixel_detective_dagster.index.vector_index import (
     EdgeIndex,
     IndexPoint,
     IndexSettings,
     SearchFilters,
-    ServerIndex,
-    VectorIndex,
     folders_of,
     point_id,
 )
 
 DIM = 512
 MODEL = "open_clip:bench:weights:fp32"
-# qdrant-client local mode is pure Python/numpy (a filtered query scans every payload in Python, ~0.5 ms a point),
-# so it gets fewer points and queries; each figure's note says so
-LOCAL_MODE_CAP = {True: 2_000, False: 10_000}  # by --quick
-LOCAL_MODE_QUERIES = 20
+SCALES = {"100k": 100_000, "1m": 1_000_000}
+CHUNK = 10_000  # points generated, ground-truthed and upserted at a time
+EVENT = 20  # consecutive photos of one event (they share an event direction and a folder)
+THEME = 500  # photos per theme on average (a shared subject: beaches, cats, ...)
+DAYS = 10 * 365  # the library spans ten years, photos in order
+START = date(2015, 1, 1)
+FILTER = SearchFilters(folder="2017", taken_from="2017-02-01", taken_to="2017-11-30")  # 8% of the library
 WORDS = [
     "dog",
     "cat",
@@ -56,37 +78,108 @@ WORDS = [
     "house",
     "flower",
 ]
-QUERIES = 200
+K = 10
+FILTER_NOTE = f"folder {FILTER.folder} + taken {FILTER.taken_from}..{FILTER.taken_to}"
 
 
-def make_points(n: int, seed: int = 0) -> list[IndexPoint]:
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(n, DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    words = rng.integers(0, len(WORDS), size=(n, 6))
-    points = []
-    for i in range(n):
-        path = f"{2015 + i % 10}/album{i % 37}/img_{i:07d}.jpg"
-        caption = "a photo of " + " ".join(WORDS[w] for w in words[i])
-        points.append(
-            IndexPoint(
-                point_id("bench", f"{i:064x}"),
-                vectors[i],
-                {
-                    "hash": f"{i:064x}",
-                    "path": path,
-                    "paths": [path],
-                    "folders": folders_of([path]),
-                    "caption": caption,
-                    "taken_at": f"{2015 + i % 10}-0{1 + i % 9}-1{i % 10}T12:00:00",
-                    "width": 640 + i % 4000,
-                    "height": 480 + i % 3000,
-                    "camera_make": f"Make{i % 5}",
-                    "cluster": i % 12,
-                },
-            )
+class Library:
+    """A deterministic synthetic photo library of ``n`` points."""
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n, self.seed = n, seed
+        rng = np.random.default_rng(seed)
+        self.photo = _unit(rng.normal(size=DIM))
+        self.themes = _unit(rng.normal(size=(max(20, n // THEME), DIM)))
+        events = -(-n // EVENT)
+        self.event_theme = rng.integers(0, len(self.themes), events)
+        self.events = _unit(rng.normal(size=(events, DIM)).astype(np.float32))
+
+    def _vectors(self, events: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        noise = rng.normal(size=(len(events), DIM)) / np.sqrt(DIM)
+        mix = 0.6 * self.photo + 0.6 * self.themes[self.event_theme[events]] + 0.5 * self.events[events] + 0.5 * noise
+        return _unit(mix).astype(np.float32)
+
+    def day(self, i: np.ndarray) -> np.ndarray:
+        return i * DAYS // self.n
+
+    def chunks(self, size: int = CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray, list[IndexPoint]]]:
+        """(ids, vectors, points) of consecutive chunks."""
+        for start in range(0, self.n, size):
+            ids = np.arange(start, min(self.n, start + size))
+            rng = np.random.default_rng((self.seed, start))
+            vectors = self._vectors(ids // EVENT, rng)
+            words = rng.integers(0, len(WORDS), (len(ids), 3))
+            yield ids, vectors, [self._point(int(i), v, w) for i, v, w in zip(ids, vectors, words)]
+
+    def _point(self, i: int, vector: np.ndarray, words: np.ndarray) -> IndexPoint:
+        taken = START + timedelta(days=int(self.day(np.int64(i))))
+        theme = int(self.event_theme[i // EVENT])
+        path = f"{taken.year}/{taken:%Y-%m} event {i // EVENT}/img_{i:07d}.jpg"
+        caption = f"a photo of {WORDS[theme % len(WORDS)]} " + " ".join(WORDS[w] for w in words)
+        return IndexPoint(
+            point_id("bench", f"{i:064x}"),
+            vector,
+            {
+                "hash": f"{i:064x}",
+                "path": path,
+                "paths": [path],
+                "folders": folders_of([path]),
+                "caption": caption,
+                "taken_at": f"{taken.isoformat()}T12:00:00",
+                "width": 640 + i % 4000,
+                "height": 480 + i % 3000,
+                "camera_make": f"Make{i % 5}",
+                "cluster": theme,
+            },
         )
-    return points
+
+    def in_filter(self, ids: np.ndarray) -> np.ndarray:
+        days = self.day(ids)
+        low, high = (np.int64((date.fromisoformat(d) - START).days) for d in (FILTER.taken_from, FILTER.taken_to))
+        return (days >= low) & (days <= high)  # the date range lies inside the year folder
+
+    def queries(self, count: int) -> tuple[np.ndarray, list[str]]:
+        """New photos of random events (vectors) and a word of each one's theme (hybrid text)."""
+        rng = np.random.default_rng((self.seed, self.n + 1))  # past every chunk seed
+        events = rng.integers(0, len(self.events), count)
+        return self._vectors(events, rng), [WORDS[int(self.event_theme[e]) % len(WORDS)] for e in events]
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+class ExactTopK:
+    """Running exact top-``K`` (by cosine) of each query over the chunks seen: slot 0 plain, slot 1 filtered."""
+
+    def __init__(self, queries: np.ndarray):
+        self.queries = queries
+        self.ids = [np.empty((len(queries), 0), np.int64)] * 2
+        self.scores = [np.empty((len(queries), 0), np.float32)] * 2
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, mask: np.ndarray) -> None:
+        scores = self.queries @ vectors.T
+        for slot, keep in enumerate((np.ones(len(ids), bool), mask)):
+            both_ids = np.hstack([self.ids[slot], np.broadcast_to(ids[keep], (len(self.queries), int(keep.sum())))])
+            both = np.hstack([self.scores[slot], scores[:, keep]])
+            best = np.argsort(-both, axis=1)[:, :K]
+            self.ids[slot], self.scores[slot] = np.take_along_axis(both_ids, best, 1), np.take_along_axis(both, best, 1)
+
+    def recall(self, slot: int, found: list[list[int]]) -> float:
+        return float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, self.ids[slot])]))
+
+
+def cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def disk_mib(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
 def percentiles_ms(fn: Callable[[int], object], n: int) -> tuple[float, float]:
@@ -99,109 +192,246 @@ def percentiles_ms(fn: Callable[[int], object], n: int) -> tuple[float, float]:
     return statistics.median(samples), samples[min(len(samples) - 1, int(0.99 * len(samples)))]
 
 
-def load(index: VectorIndex, points: list[IndexPoint]) -> tuple[float, float]:
-    """(seconds of the upserts, seconds of the closing optimize / HNSW restore)."""
-    with index.bulk():
-        start = time.perf_counter()
-        index.upsert(points)
-        upsert_s = time.perf_counter() - start
-        start = time.perf_counter()
-    return upsert_s, time.perf_counter() - start
+@dataclass
+class Load:
+    """What loading a library into one index cost, and the exact answers gathered on the way."""
+
+    index: EdgeIndex
+    truth: ExactTopK
+    upsert_s: float = 0.0
+    upsert_cpu_s: float = 0.0
+    optimize_s: float = 0.0
+    optimize_cpu_s: float = 0.0
 
 
-def latencies(index: VectorIndex, queries: np.ndarray) -> dict[str, tuple[float, float]]:
-    """(p50, p99) ms of nearest, filtered (folder + width + date) and hybrid queries, index held open."""
-    filters = SearchFilters(folder="2017", min_width=1000, taken_from="2017-01-01")
+def load(
+    index: EdgeIndex, library: Library, queries: np.ndarray, passes: int = 1, before: Callable | None = None
+) -> Load:
+    """Upsert the library in ``passes`` bulk loads (each ending in an optimizer pass); ``before(index)`` runs
+    after the last upsert, before the last optimizer pass."""
+    result = Load(index, ExactTopK(queries))
+    per_pass = -(-library.n // passes)
+    chunks = library.chunks()
+    for p in range(passes):
+        with index.bulk() as times:
+            with index.session():
+                for ids, vectors, points in chunks:
+                    start, cpu = time.perf_counter(), cpu_seconds()
+                    index.upsert(points)
+                    result.upsert_s += time.perf_counter() - start
+                    result.upsert_cpu_s += cpu_seconds() - cpu
+                    result.truth.add(ids, vectors, library.in_filter(ids))
+                    if ids[-1] + 1 >= (p + 1) * per_pass:
+                        break
+                if before and p == passes - 1:
+                    before(index)
+            cpu = cpu_seconds()
+        result.optimize_cpu_s += cpu_seconds() - cpu
+        result.optimize_s += times.optimize_s
+    return result
+
+
+def recalls(index: EdgeIndex, truth: ExactTopK) -> tuple[float, float]:
+    with index.session():
+        nearest = [[_number(h.payload["hash"]) for h in index.search(q, K)] for q in truth.queries]
+        filtered = [[_number(h.payload["hash"]) for h in index.search(q, K, filters=FILTER)] for q in truth.queries]
+    return truth.recall(0, nearest), truth.recall(1, filtered)
+
+
+def _number(content_hash: str) -> int:
+    return int(content_hash, 16)
+
+
+def latencies(index: EdgeIndex, queries: np.ndarray, words: list[str]) -> dict[str, tuple[float, float]]:
+    """(p50, p99) ms of nearest, filtered (folder + date range) and hybrid queries, index held open."""
+    n = len(queries)
     with index.session():
         return {
-            "nearest": percentiles_ms(lambda i: index.search(queries[i], 10), len(queries)),
-            "filtered": percentiles_ms(lambda i: index.search(queries[i], 10, filters=filters), len(queries)),
-            "hybrid": percentiles_ms(lambda i: index.hybrid(queries[i], WORDS[i % len(WORDS)], 10), len(queries)),
+            "nearest": percentiles_ms(lambda i: index.search(queries[i], K), n),
+            "filtered": percentiles_ms(lambda i: index.search(queries[i], K, filters=FILTER), n),
+            "hybrid": percentiles_ms(lambda i: index.hybrid(queries[i], words[i], K), n),
         }
 
 
-def edge(root: Path, name: str, batch: int = IndexSettings.upsert_batch) -> EdgeIndex:
-    return EdgeIndex(root / name, IndexSettings(upsert_batch=batch), MODEL, DIM)
+def add_points(index: EdgeIndex, library: Library) -> float:
+    """Seconds until 1,000 new points are in and found, the way an ingest run writes them (fresh open, bulk)."""
+    extra = Library(1_000, seed=7)
+    points = [
+        replace(p, id=point_id("bench-extra", p.payload["hash"])) for _, _, chunk in extra.chunks() for p in chunk
+    ]
+    fresh = EdgeIndex(index.directory, index.settings, MODEL, DIM)
+    start = time.perf_counter()
+    with fresh.bulk():
+        fresh.upsert(points)
+    with fresh.session():
+        found = fresh.retrieve([points[0].id]) and fresh.search(points[-1].vector, 1)[0].id == points[-1].id
+    elapsed = time.perf_counter() - start
+    if not found:
+        raise AssertionError("the added points are not searchable")
+    return elapsed
 
 
-def local_mode(batch: int = IndexSettings.upsert_batch) -> ServerIndex:
-    from qdrant_client import QdrantClient
-
-    return ServerIndex(QdrantClient(":memory:"), "bench", IndexSettings(upsert_batch=batch), MODEL, DIM)
-
-
-def cases(quick: bool) -> list[Figure]:
-    sizes = [10_000] if quick else [10_000, 100_000]
-    queries = make_points(QUERIES, seed=99)
-    query_vectors = np.stack([p.vector for p in queries])
-    figures: list[Figure] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        sweep = make_points(2_000 if quick else 10_000)
-        rates = {b: len(sweep) / load(edge(root, f"sweep{b}", b), sweep)[0] for b in (64, 256, 1024)}
-        for b in (256, 1024):
-            figures.append(
-                Figure(
-                    "index/upsert-batch",
-                    f"edge points/s, batch {b}",
-                    rates[b],
-                    rates[64],
-                    "pts/s",
-                    "batch 64 (old design)",
-                    f"{len(sweep):,} points",
-                )
-            )
-        for n in sizes:
-            points = make_points(n)
-            local_n = min(n, LOCAL_MODE_CAP[quick])
-            note = (
-                f"local mode: {local_n:,} points, {LOCAL_MODE_QUERIES} queries; edge: {n:,} points, {QUERIES} queries"
-            )
-            edge_index = edge(root, f"n{n}")
-            upsert_s, optimize_s = load(edge_index, points)
-            local_index = local_mode()
-            local_s, _ = load(local_index, points[:local_n])
-            figures.append(
-                Figure(
-                    f"index/{n // 1000}k",
-                    "upsert",
-                    n / upsert_s,
-                    local_n / local_s,
-                    "pts/s",
-                    "qdrant-client local mode",
-                    f"local mode: {local_n:,} points",
-                )
-            )
-            figures.append(
-                Figure(
-                    f"index/{n // 1000}k",
-                    "optimize after bulk (edge)",
-                    optimize_s,
-                    upsert_s,
-                    "s",
-                    "the edge upserts' own time",
-                )
-            )
-            edge_ms = latencies(edge_index, query_vectors)
-            local_ms = latencies(local_index, query_vectors[:LOCAL_MODE_QUERIES])
-            for kind in edge_ms:
-                for i, pct in enumerate(("p50", "p99")):
-                    figures.append(
-                        Figure(
-                            f"index/{n // 1000}k",
-                            f"{kind} query {pct}",
-                            edge_ms[kind][i],
-                            local_ms[kind][i],
-                            "ms",
-                            "qdrant-client local mode",
-                            note,
-                        )
-                    )
+def scale_case(root: Path, n: int, label: str, query_count: int) -> list[Figure]:
+    library = Library(n)
+    queries, words = library.queries(query_count)
+    case = f"index/{label}"
+    unindexed: dict[str, tuple[float, float]] = {}
+    result = load(
+        EdgeIndex(root / label, IndexSettings(), MODEL, DIM, expected_points=n),
+        library,
+        queries,
+        before=lambda index: unindexed.update(latencies(index, queries[:20], words[:20])),
+    )
+    searchable_s = result.upsert_s + result.optimize_s
+    nearest, filtered = recalls(result.index, result.truth)
+    ms = latencies(result.index, queries, words)
+    raw_mib = n * DIM * 4 / 2**20
+    info = result.index.health()
+    note = f"{info.segments} segments; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    searchable_cpu_s = result.upsert_cpu_s + result.optimize_cpu_s
+    figures = [
+        Figure(case, "searchable after load (s)", searchable_s, result.upsert_s, "s", "the upserts alone", note),
+        Figure(case, "searchable after load CPU (s)", searchable_cpu_s, result.upsert_cpu_s, "s", "the upserts alone"),
+        Figure(case, "upsert pts/s", n / result.upsert_s, n / result.upsert_s, "pts/s", "itself"),
+        Figure(case, "recall@10 nearest", nearest, 1.0, "", "exact brute force"),
+        Figure(case, "recall@10 filtered", filtered, 1.0, "", "exact brute force", FILTER_NOTE),
+    ]
+    for kind, (p50, p99) in ms.items():
+        before = unindexed[kind]
+        note = f"{query_count} queries; 20 before the pass"
+        figures.append(Figure(case, f"p50 ms {kind}", p50, before[0], "ms", "before the optimizer pass", note))
+        figures.append(Figure(case, f"p99 ms {kind}", p99, before[1], "ms", "before the optimizer pass", note))
+    figures += search_knobs(result.index, result.truth, case, nearest, filtered, ms)
+    figures.append(Figure(case, "peak RSS MiB", peak_rss_mib(), raw_mib, "MiB", "raw float32 vectors"))
+    figures.append(Figure(case, "disk MiB", disk_mib(root / label), raw_mib, "MiB", "raw float32 vectors"))
+    figures.append(
+        Figure(case, "+1,000 points searchable (s)", add_points(result.index, library), searchable_s, "s", "full load")
+    )
     return figures
 
 
+SEARCH_KNOBS = {"search ef 64": {"search_ef": 64}, "search ef 256": {"search_ef": 256}, "ACORN": {"acorn": True}}
+
+
+def search_knobs(
+    index: EdgeIndex,
+    truth: ExactTopK,
+    case: str,
+    nearest: float,
+    filtered: float,
+    ms: dict[str, tuple[float, float]],
+) -> list[Figure]:
+    """Query-time settings on the same built index: recall and p50 against the defaults'."""
+    figures = []
+    for name, change in SEARCH_KNOBS.items():
+        variant = EdgeIndex(index.directory, replace(index.settings, **change), MODEL, DIM)
+        recall = dict(zip(("nearest", "filtered"), recalls(variant, truth)))
+        p50 = latencies(variant, truth.queries, ["cat"] * len(truth.queries))
+        for kind, default in (("nearest", nearest), ("filtered", filtered)):
+            label = f"default (recall {default:.3f})"
+            figures.append(Figure(case, f"{name}: recall@10 {kind}", recall[kind], default, "", label))
+            figures.append(Figure(case, f"{name}: p50 ms {kind}", p50[kind][0], ms[kind][0], "ms", "default"))
+    return figures
+
+
+OLD_DEFAULTS = IndexSettings(
+    quantization=False, hnsw_ef_construct=100, search_ef=100, filter_graph_fields=frozenset(PAYLOAD_INDEXES)
+)
+NO_QUANTIZATION = IndexSettings(quantization=False)
+KNOBS: dict[str, tuple[IndexSettings, int]] = {  # name -> (settings, bulk passes)
+    "payload links on folders only": (replace(OLD_DEFAULTS, filter_graph_fields=frozenset({"folders"})), 1),
+    "no payload links": (replace(OLD_DEFAULTS, filter_graph_fields=frozenset()), 1),
+    "+ ef_construct 64, search ef 128": (NO_QUANTIZATION, 1),
+    "+ int8 quantization, rescored (default)": (IndexSettings(), 1),
+    "ef_construct 64 + m 32": (replace(NO_QUANTIZATION, hnsw_m=32), 1),
+    "ef_construct 64 + 1 indexing thread": (replace(NO_QUANTIZATION, indexing_threads=1), 1),
+    "ef_construct 64 + 1 segment": (replace(NO_QUANTIZATION, segments=1), 1),
+    "ef_construct 64, optimized after each fifth": (NO_QUANTIZATION, 5),
+}
+
+
+def knob_cases(root: Path, n: int, query_count: int) -> list[Figure]:
+    library = Library(n, seed=3)
+    queries, _ = library.queries(query_count)
+    case = f"index/knobs {n // 1000}k"
+
+    def measure(name: str, settings: IndexSettings, passes: int) -> tuple[Load, float, float]:
+        result = load(EdgeIndex(root / f"knob-{abs(hash(name))}", settings, MODEL, DIM), library, queries, passes)
+        nearest, filtered = recalls(result.index, result.truth)
+        result.index.drop()
+        return result, nearest, filtered
+
+    base, base_nearest, base_filtered = measure("old", OLD_DEFAULTS, 1)
+    figures = [
+        Figure(
+            case,
+            "old defaults: optimize CPU s",
+            base.optimize_cpu_s,
+            base.optimize_cpu_s,
+            "s",
+            "itself",
+            f"m 16, ef_construct 100, payload links on every field; recall@10 nearest {base_nearest:.3f}, "
+            f"filtered {base_filtered:.3f}; wall {base.optimize_s:.0f} s",
+        )
+    ]
+    for name, (settings, passes) in KNOBS.items():
+        result, nearest, filtered = measure(name, settings, passes)
+        figures.append(
+            Figure(
+                case,
+                f"{name}: optimize CPU s",
+                result.optimize_cpu_s,
+                base.optimize_cpu_s,
+                "s",
+                "old defaults",
+                f"recall@10 nearest {nearest:.3f}, filtered {filtered:.3f}; wall {result.optimize_s:.0f} s",
+            )
+        )
+    return figures
+
+
+def batch_cases(root: Path, n: int) -> list[Figure]:
+    library = Library(n, seed=5)
+    points = [p for _, _, chunk in library.chunks() for p in chunk]
+    rates = {}
+    for batch in (64, 256, 1024):
+        index = EdgeIndex(root / f"batch{batch}", IndexSettings(upsert_batch=batch), MODEL, DIM)
+        start = time.perf_counter()
+        with index.session():
+            index.upsert(points)
+        rates[batch] = n / (time.perf_counter() - start)
+        index.drop()
+    return [
+        Figure(
+            "index/upsert-batch", f"edge points/s, batch {b}", rates[b], rates[64], "pts/s", "batch 64", f"{n:,} pts"
+        )
+        for b in (256, 1024)
+    ]
+
+
+def cases(quick: bool, scale: str = "100k") -> list[Figure]:
+    figures: list[Figure] = []
+    with _workdir() as root:
+        if scale != "1m":  # the 1m run is long enough: only its main case
+            figures += batch_cases(root, 2_000 if quick else 10_000)
+            figures += knob_cases(root, 5_000 if quick else 20_000, 50 if quick else 200)
+        n, label = (10_000, "10k") if quick else (SCALES[scale], scale)
+        figures += scale_case(root, n, label, 50 if quick else 200)
+    return figures
+
+
+@contextmanager
+def _workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="bench-index-", dir=os.environ.get("BENCH_INDEX_DIR")) as tmp:
+        yield Path(tmp)
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scale", choices=sorted(SCALES), default="100k", help="size of the main case (1m: long)")
+
+
 def main() -> None:
-    run_module(cases, __doc__)
+    run_module(cases, __doc__, _options)
 
 
 if __name__ == "__main__":

@@ -20,3 +20,28 @@ def test_file_benchmarks_run_and_report(tmp_path: Path) -> None:
     write_json(figures, tmp_path / "bench.json")
     rows = json.loads((tmp_path / "bench.json").read_text())["figures"]
     assert len(rows) == len(figures) and all("ratio" in r for r in rows)
+
+
+def test_index_benchmark_names_its_figures_and_measures_recall_against_brute_force(tmp_path: Path) -> None:
+    import numpy as np
+
+    from benchmarks import index
+
+    library = index.Library(3_000)
+    queries, _ = library.queries(20)
+    truth = index.ExactTopK(queries)
+    chunks = list(library.chunks(1_000))
+    for ids, vectors, _ in chunks:
+        truth.add(ids, vectors, library.in_filter(ids))
+    every = np.vstack([v for _, v, _ in chunks])
+    inside = np.flatnonzero(library.in_filter(np.arange(library.n)))
+    assert 0 < len(inside) < library.n
+    assert (truth.ids[0] == np.argsort(-(queries @ every.T), axis=1)[:, : index.K]).all()  # streaming == at once
+    assert (truth.ids[1] == inside[np.argsort(-(queries @ every[inside].T), axis=1)[:, : index.K]]).all()
+
+    figures = {f.metric: f for f in index.scale_case(tmp_path, 2_000, "2k", 10)}
+    wanted = ["searchable after load (s)", "recall@10 nearest", "recall@10 filtered", "peak RSS MiB"]
+    wanted += [f"{p} ms {kind}" for p in ("p50", "p99") for kind in ("nearest", "filtered", "hybrid")]
+    assert set(wanted) <= set(figures)
+    assert figures["recall@10 nearest"].value == figures["recall@10 filtered"].value == 1.0  # small: exact scan
+    assert 0 < figures["+1,000 points searchable (s)"].value and figures["disk MiB"].value > 0

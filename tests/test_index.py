@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +210,90 @@ def test_collection_parameters(make_index: Factory, tmp_path: Path) -> None:
         dense = params.params.vectors[vector_name(MODEL)]
         assert dense.on_disk and dense.quantization_config is not None
         assert params.hnsw_config.m == 16  # restored after the bulk load
+
+
+class RecordingClient:
+    """The real local-mode client, recording the collection requests a Qdrant server would receive (local mode
+    accepts HNSW, optimizer and payload-index parameters but keeps none of them)."""
+
+    def __init__(self, client: QdrantClient):
+        self._client, self.requests = client, {}
+
+    def __getattr__(self, name: str) -> object:
+        forward = getattr(self._client, name)
+        if name not in ("create_collection", "update_collection", "create_payload_index"):
+            return forward
+
+        def record(*args: object, **kwargs: object) -> object:
+            self.requests.setdefault(name, []).append((args, kwargs))
+            return forward(*args, **kwargs)
+
+        return record
+
+
+def collection_settings(index: VectorIndex) -> tuple[dict, dict, dict[str, bool]]:
+    """(HNSW config, optimizer config, payload field -> HNSW links) as the engine or the server request has them."""
+    if isinstance(index, EdgeIndex):
+        import qdrant_edge as qe
+
+        config = json.loads((index.directory / "edge_config.json").read_text())
+        shard = qe.EdgeShard.load(str(index.directory))
+        try:
+            links = {name: bool(info.params.enable_hnsw) for name, info in shard.info().payload_schema.items()}
+        finally:
+            shard.close()
+        return config["hnsw_config"], config["optimizers"], links
+    [(_, create)] = index.client.requests["create_collection"]
+    hnsw = create["hnsw_config"].model_dump()
+    for _, update in index.client.requests.get("update_collection", []):  # bulk loads switch HNSW off and on
+        hnsw |= update["hnsw_config"].model_dump(exclude_none=True)
+    links = {args[1]: kw["field_schema"].enable_hnsw for args, kw in index.client.requests["create_payload_index"]}
+    return hnsw, create["optimizers_config"].model_dump(), links
+
+
+def test_both_backends_get_the_same_collection_settings(make_index: Factory) -> None:
+    settings = IndexSettings(hnsw_m=12, hnsw_ef_construct=48, full_scan_kb=500, segments=3, search_ef=32)
+    index = make_index(settings=settings)
+    if isinstance(index, ServerIndex):
+        index.client = RecordingClient(index.client)
+    with index.bulk():
+        index.upsert(LIBRARY)
+    hnsw, optimizers, links = collection_settings(index)
+    assert (hnsw["m"], hnsw["ef_construct"], hnsw["full_scan_threshold"]) == (12, 48, 500)
+    assert optimizers["default_segment_number"] == 3
+    assert links.pop("folders") is True and not any(links.values())  # payload links only where they pay off
+    with index.session():  # the query-time settings (ef, ACORN) change nothing a small index answers
+        check_queries(index)
+        acorn = make_index(settings=replace(settings, acorn=True, search_ef=256))  # the same collection
+        assert names(acorn.search(axis(0), 2, filters=SearchFilters(folder="2024"))) == ["beach", "sofa"]
+
+
+def test_bulk_load_times_and_index_health(make_index: Factory) -> None:
+    index = make_index()
+    assert index.health().points == 0 and index.health().optimizer == "no index yet"
+    with index.bulk() as times:
+        index.upsert([point(f"p{i}", axis(i % DIM, 0.1 * i), f"caption {i}") for i in range(30)])
+    assert times.load_s > 0 and times.optimize_s >= 0
+    health = index.health()
+    assert (health.points, health.optimizer) == (30, "idle") and health.segments >= 1
+    if isinstance(index, EdgeIndex):  # local mode indexes nothing (it scans), a real engine does
+        assert health.indexed_vectors >= 30  # at least every caption's BM25 vector is in the inverted index
+
+
+def test_edge_health_never_waits_for_a_writer(tmp_path: Path) -> None:
+    """While another process holds the shard (loading or optimizing), health answers at once and says so."""
+    import fcntl
+
+    index = EdgeIndex(tmp_path / "t", IndexSettings(), MODEL, DIM)
+    with index.bulk():
+        index.upsert(LIBRARY)
+    assert json.loads((tmp_path / ".t.optimizer.json").read_text())["last_optimize_s"] >= 0
+    with (tmp_path / ".t.lock").open("a") as other_process:  # another open file description: another holder
+        fcntl.flock(other_process, fcntl.LOCK_EX)
+        assert index.health().optimizer == "busy: another process is writing" and index.health().points is None
+        (tmp_path / ".t.optimizer.json").write_text(json.dumps({"optimizing_since": "2026-01-01T00:00:00+00:00"}))
+        assert index.health().optimizer == "optimizing since 2026-01-01T00:00:00+00:00"
+    # the lock is free but the pass never finished (the writer died): the shard is intact and says so
+    assert index.health().points == len(LIBRARY) and index.health().optimizer.startswith("interrupted pass")
+    index.drop()
+    assert not (tmp_path / ".t.optimizer.json").exists()

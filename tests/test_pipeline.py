@@ -87,6 +87,7 @@ def test_full_graph_then_incremental_changes(env: Path, photos: Path, capsys: py
     assert main(["status", "--collection", "pics", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["index_points"] == 5 and status["failed"] == 3 and status["batches"] == 2
+    assert status["index_optimizer"] == "idle" and status["index_segments"] >= 1  # index health, without waiting
 
 
 def test_search_text_and_image(env: Path, photos: Path, capsys: pytest.CaptureFixture[str]) -> None:

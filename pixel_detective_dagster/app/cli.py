@@ -173,13 +173,16 @@ def _status(args: argparse.Namespace) -> int:
         catalog = resources.storage.catalog
         root = catalog.collection(args.collection).root
         counts = catalog.status_counts(args.collection)
-        points = resources.vector_index.for_collection(resources.storage.layout, args.collection).count()
+        index = resources.vector_index.for_collection(resources.storage.layout, args.collection).health()
         failures = catalog.failures(args.collection)
     status = {
         "collection": args.collection,
         "folder": str(root),
         **counts,
-        "index_points": points,
+        "index_points": index.points,  # None while another process loads or optimizes the index
+        "index_indexed_vectors": index.indexed_vectors,
+        "index_segments": index.segments,
+        "index_optimizer": index.optimizer,
         "failures": [{"path": p, "reason": r} for p, r in failures],
     }
     if args.json:
@@ -187,7 +190,7 @@ def _status(args: argparse.Namespace) -> int:
     else:
         for name, value in status.items():
             if name != "failures":
-                print(f"{name:>16}: {value}")
+                print(f"{name:>21}: {value}")
         for path, reason in failures:
             print(f"  failed: {path}: {reason}")
     return 0
@@ -275,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", required=True)
     p.set_defaults(func=_rebuild)
 
-    p = commands.add_parser("status", help="counts of files seen, indexed and failed")
+    p = commands.add_parser("status", help="counts of files seen, indexed and failed; index health")
     p.add_argument("--collection", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)

@@ -2,6 +2,9 @@
 
 A shard is opened exclusively (its WAL is locked), so each operation takes a per-collection
 ``fcntl`` lock and opens the shard; ``session()`` keeps it open across several operations.
+Writes land in an appendable segment and are searchable at once (exactly scanned); the optimizer
+pass that ``bulk()`` runs at the end builds the HNSW graph. That pass holds the shard, so queries
+from other processes wait for it (``health()`` reports it without waiting).
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ import fcntl
 import json
 import shutil
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +29,10 @@ from pixel_detective_dagster.index.points import (
     PAYLOAD_INDEXES,
     FilterDialect,
     Hit,
+    IndexHealth,
     IndexPoint,
     IndexSettings,
+    LoadTimes,
     build_filter,
     caption_document,
     caption_query,
@@ -51,16 +58,24 @@ def _dialect() -> FilterDialect:
     )
 
 
-def _payload_schema(kind: str) -> Any:
+def _payload_schema(kind: str, graph: bool) -> Any:
     import qdrant_edge as qe
 
     if kind == "text":
-        return qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True)
+        return qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True, enable_hnsw=graph)
     return {
-        "keyword": qe.PayloadSchemaType.Keyword,
-        "integer": qe.PayloadSchemaType.Integer,
-        "datetime": qe.PayloadSchemaType.Datetime,
-    }[kind]
+        "keyword": qe.KeywordIndexParams,
+        "integer": qe.IntegerIndexParams,
+        "datetime": qe.DatetimeIndexParams,
+    }[kind](enable_hnsw=graph)
+
+
+def _search_params(settings: IndexSettings) -> Any:
+    import qdrant_edge as qe
+
+    rescore = qe.QuantizationSearchParams(rescore=True, oversampling=2.0) if settings.quantization else None
+    acorn = qe.AcornSearchParams(enable=True) if settings.acorn else None
+    return qe.SearchParams(hnsw_ef=settings.search_ef, quantization=rescore, acorn=acorn)
 
 
 class EdgeIndex(QdrantIndex):
@@ -102,19 +117,24 @@ class EdgeIndex(QdrantIndex):
         with self._shard():
             yield
 
+    def _sidecar(self, suffix: str) -> Path:
+        return self.directory.parent / f".{self.directory.name}.{suffix}"
+
     @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The collection's cross-process lock (a shard can only be open in one place at a time)."""
+    def _locked(self, wait: bool = True) -> Iterator[None]:
+        """The collection's cross-process lock (a shard can only be open in one place at a time).
+
+        ``wait=False`` raises ``BlockingIOError`` at once if another process holds it."""
         self.directory.parent.mkdir(parents=True, exist_ok=True)
-        with (self.directory.parent / f".{self.directory.name}.lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._sidecar("lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             try:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextmanager
-    def _shard(self, create: bool = False) -> Iterator[Any]:
+    def _shard(self, create: bool = False, wait: bool = True) -> Iterator[Any]:
         """The open shard (``None`` if there is none and ``create`` is false), locked while in use.
 
         Within one process the open shard is shared (nested use reuses it), so sessions never deadlock.
@@ -129,7 +149,7 @@ class EdgeIndex(QdrantIndex):
                 return
             import qdrant_edge as qe
 
-            with self._locked():
+            with self._locked(wait):
                 shard = qe.EdgeShard.load(str(self.directory)) if self.exists() else self._create(qe)
                 _OPEN_SHARDS[key] = shard
                 try:
@@ -158,11 +178,19 @@ class EdgeIndex(QdrantIndex):
             vectors={self.vector: self._vector_params(qe)},
             sparse_vectors={CAPTION_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             on_disk_payload=self.expected_points > s.on_disk_above,
-            hnsw_config=qe.HnswIndexConfig(s.hnsw_m, s.hnsw_ef_construct, full_scan_threshold=10_000),
+            hnsw_config=qe.HnswIndexConfig(
+                s.hnsw_m,
+                s.hnsw_ef_construct,
+                full_scan_threshold=s.full_scan_kb,
+                max_indexing_threads=s.indexing_threads,
+            ),
+            optimizers=qe.EdgeOptimizersConfig(default_segment_number=s.segments) if s.segments else None,
         )
         shard = qe.EdgeShard.create(str(self.directory), config)
         for name, kind in PAYLOAD_INDEXES.items():
-            shard.update(qe.UpdateOperation.create_field_index(name, _payload_schema(kind)))
+            shard.update(
+                qe.UpdateOperation.create_field_index(name, _payload_schema(kind, name in s.filter_graph_fields))
+            )
         return shard
 
     # -- writing -----------------------------------------------------------------------------
@@ -210,12 +238,44 @@ class EdgeIndex(QdrantIndex):
                 shard.update(qe.UpdateOperation.set_payload([pid], payload))
 
     @contextmanager
-    def bulk(self) -> Iterator[None]:
+    def bulk(self) -> Iterator[LoadTimes]:
         """A bulk load: no optimization while writing, then one optimizer pass (builds HNSW) at the end."""
-        yield
+        times = LoadTimes()
+        start = time.perf_counter()
+        yield times
+        times.load_s = time.perf_counter() - start
         with self._shard() as shard:
             if shard is not None:
+                start = time.perf_counter()
+                self._sidecar("optimizer.json").write_text(
+                    json.dumps({"optimizing_since": datetime.now(UTC).isoformat(timespec="seconds")})
+                )
                 shard.optimize()
+                times.optimize_s = time.perf_counter() - start
+                self._sidecar("optimizer.json").write_text(json.dumps({"last_optimize_s": round(times.optimize_s, 2)}))
+
+    def _optimizer_state(self) -> dict[str, Any]:
+        """What the last optimizer pass wrote next to the shard ({} if none, or caught mid-write)."""
+        try:
+            return json.loads(self._sidecar("optimizer.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def health(self) -> IndexHealth:
+        """Points, indexed vectors and segments; never waits for another process's load or optimize."""
+        state = self._optimizer_state()
+        try:
+            with self._shard(wait=False) as shard:
+                if shard is None:
+                    return IndexHealth(0, 0, 0, "no index yet")
+                info = shard.info()
+                interrupted = "optimizing_since" in state  # written before a pass, replaced after it
+                optimizer = "interrupted pass: the next ingest or rebuild optimizes" if interrupted else "idle"
+                return IndexHealth(info.points_count, info.indexed_vectors_count, info.segments_count, optimizer)
+        except BlockingIOError:
+            since = state.get("optimizing_since")
+            busy = f"optimizing since {since}" if since else "busy: another process is writing"
+            return IndexHealth(None, None, None, busy)
 
     def drop(self) -> None:
         key = str(self.directory.resolve())
@@ -224,7 +284,8 @@ class EdgeIndex(QdrantIndex):
                 raise RuntimeError(f"{self.directory.name}: close the index session before dropping it")
             with self._locked():
                 shutil.rmtree(self.directory, ignore_errors=True)
-        (self.directory.parent / f".{self.directory.name}.lock").unlink(missing_ok=True)
+                self._sidecar("optimizer.json").unlink(missing_ok=True)
+        self._sidecar("lock").unlink(missing_ok=True)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -236,6 +297,7 @@ class EdgeIndex(QdrantIndex):
             else None
         )
         sparse = qe.Query.Nearest(caption_query(spec.text), using=CAPTION_VECTOR) if spec.text else None
+        params = _search_params(self.settings)
         common = {
             "limit": spec.limit,
             "offset": spec.offset,
@@ -244,9 +306,12 @@ class EdgeIndex(QdrantIndex):
             "score_threshold": spec.score_threshold,
         }
         if dense is not None and sparse is not None:
-            prefetches = [qe.Prefetch(spec.candidates, query=q, filter=where) for q in (dense, sparse)]
+            prefetches = [
+                qe.Prefetch(spec.candidates, query=dense, filter=where, params=params),
+                qe.Prefetch(spec.candidates, query=sparse, filter=where),
+            ]
             return qe.QueryRequest(query=qe.Fusion.Rrf(k=RRF_K), prefetches=prefetches, **common)
-        return qe.QueryRequest(query=dense or sparse, **common)
+        return qe.QueryRequest(query=dense or sparse, params=params if dense is not None else None, **common)
 
     def _run(self, specs: list[QuerySpec]) -> list[list[Hit]]:
         import qdrant_edge as qe

@@ -74,13 +74,42 @@ def caption_query(text: str) -> Any:
 
 @dataclass(frozen=True)
 class IndexSettings:
-    """Collection parameters, fixed when a collection is created (except HNSW, toggled around bulk loads)."""
+    """Collection parameters, fixed when a collection is created (``search_ef`` applies per query).
+
+    Defaults are the winners of ``benchmarks/index.py`` (figures in benchmarks/README.md).
+    """
 
     on_disk_above: int = 200_000  # expected points above which vectors and payload live on disk (mmap)
-    quantization: bool = False  # int8 scalar quantization of the CLIP vectors (kept in RAM, rescored)
+    quantization: bool = True  # int8 scalar copy of the CLIP vectors in RAM, results rescored: halves the HNSW build
     upsert_batch: int = 256  # points per update request (see benchmarks/index.py)
     hnsw_m: int = 16
-    hnsw_ef_construct: int = 100
+    hnsw_ef_construct: int = 64
+    search_ef: int = 128  # HNSW beam width of a query: recall@10 >= 0.98 where ef_construct alone falls short
+    acorn: bool = False  # filtered queries also explore neighbours' neighbours (ACORN): recall under tight filters
+    full_scan_kb: int = 10_000  # segments (and filter matches) smaller than this are scanned exactly
+    indexing_threads: int = 0  # threads building HNSW; 0 = one per core
+    segments: int = 0  # segments the optimizer aims for; 0 = the engine's choice (one per core)
+    # payload fields whose values get their own HNSW links (``enable_hnsw``), so a filter on them still walks
+    # a connected graph; links for every field cost most of the optimizer pass at 100k (benchmarks/README.md)
+    filter_graph_fields: frozenset[str] = frozenset({"folders"})
+
+
+@dataclass
+class LoadTimes:
+    """Wall seconds of one bulk load: the writes, then the closing optimizer pass (HNSW build)."""
+
+    load_s: float = 0.0
+    optimize_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class IndexHealth:
+    """What ``pixel-detective status`` shows about a collection's index (``None``: unknown right now)."""
+
+    points: int | None
+    indexed_vectors: int | None  # dense + sparse vectors in an index (HNSW / inverted); plain segments add none
+    segments: int | None
+    optimizer: str  # "idle", "optimizing since ...", or the server's optimizer status
 
 
 @dataclass

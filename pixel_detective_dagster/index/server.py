@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -14,8 +15,10 @@ from pixel_detective_dagster.index.points import (
     PAYLOAD_INDEXES,
     FilterDialect,
     Hit,
+    IndexHealth,
     IndexPoint,
     IndexSettings,
+    LoadTimes,
     build_filter,
     caption_document,
     caption_query,
@@ -36,6 +39,28 @@ def _dialect() -> FilterDialect:
         date_range=m.DatetimeRange,
         has_ids=lambda ids: m.HasIdCondition(has_id=ids),
     )
+
+
+def _payload_schema(kind: str, graph: bool) -> Any:
+    from qdrant_client import models as m
+
+    if kind == "text":
+        return m.TextIndexParams(
+            type=m.TextIndexType.TEXT, tokenizer=m.TokenizerType.WORD, lowercase=True, enable_hnsw=graph
+        )
+    return {
+        "keyword": lambda: m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD, enable_hnsw=graph),
+        "integer": lambda: m.IntegerIndexParams(type=m.IntegerIndexType.INTEGER, enable_hnsw=graph),
+        "datetime": lambda: m.DatetimeIndexParams(type=m.DatetimeIndexType.DATETIME, enable_hnsw=graph),
+    }[kind]()
+
+
+def _search_params(settings: IndexSettings) -> Any:
+    from qdrant_client import models as m
+
+    rescore = m.QuantizationSearchParams(rescore=True, oversampling=2.0) if settings.quantization else None
+    acorn = m.AcornSearchParams(enable=True) if settings.acorn else None
+    return m.SearchParams(hnsw_ef=settings.search_ef, quantization=rescore, acorn=acorn)
 
 
 def _sparse(vector: Any) -> Any:
@@ -112,16 +137,18 @@ class ServerIndex(QdrantIndex):
             vectors_config={self.vector: self._dense_config()},
             sparse_vectors_config={CAPTION_VECTOR: m.SparseVectorParams(modifier=m.Modifier.IDF)},
             on_disk_payload=self.expected_points > s.on_disk_above,
-            hnsw_config=m.HnswConfigDiff(m=0 if self._bulk else s.hnsw_m, ef_construct=s.hnsw_ef_construct),
+            hnsw_config=m.HnswConfigDiff(
+                m=0 if self._bulk else s.hnsw_m,
+                ef_construct=s.hnsw_ef_construct,
+                full_scan_threshold=s.full_scan_kb,
+                max_indexing_threads=s.indexing_threads,
+            ),
+            optimizers_config=m.OptimizersConfigDiff(default_segment_number=s.segments) if s.segments else None,
         )
-        kinds = {
-            "keyword": m.PayloadSchemaType.KEYWORD,
-            "integer": m.PayloadSchemaType.INTEGER,
-            "datetime": m.PayloadSchemaType.DATETIME,
-            "text": m.TextIndexParams(type=m.TextIndexType.TEXT, tokenizer=m.TokenizerType.WORD, lowercase=True),
-        }
         for name, kind in PAYLOAD_INDEXES.items():
-            self.client.create_payload_index(self.name, name, field_schema=kinds[kind], wait=True)
+            self.client.create_payload_index(
+                self.name, name, field_schema=_payload_schema(kind, name in s.filter_graph_fields), wait=True
+            )
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -159,19 +186,35 @@ class ServerIndex(QdrantIndex):
             self.client.set_payload(self.name, payload=payload, points=[pid], wait=True)
 
     @contextmanager
-    def bulk(self) -> Iterator[None]:
-        """A bulk load: HNSW building switched off (m=0) while writing, restored afterwards."""
+    def bulk(self) -> Iterator[LoadTimes]:
+        """A bulk load: HNSW building switched off (m=0) while writing, restored afterwards.
+
+        The server then builds the graph in the background while it keeps answering queries, so
+        ``optimize_s`` is only the restoring request; ``health()`` shows the optimizer's progress."""
         from qdrant_client import models as m
 
+        times = LoadTimes()
+        start = time.perf_counter()
         self._bulk = True
         if self.exists():
             self.client.update_collection(self.name, hnsw_config=m.HnswConfigDiff(m=0))
         try:
-            yield
+            yield times
         finally:
             self._bulk = False
+            times.load_s = time.perf_counter() - start
+            start = time.perf_counter()
             if self.exists():
                 self.client.update_collection(self.name, hnsw_config=m.HnswConfigDiff(m=self.settings.hnsw_m))
+            times.optimize_s = time.perf_counter() - start
+
+    def health(self) -> IndexHealth:
+        if not self.exists():
+            return IndexHealth(0, 0, 0, "no index yet")
+        info = self.client.get_collection(self.name)
+        optimizer = getattr(info.optimizer_status, "error", None) or info.optimizer_status.value  # "ok" or an error
+        state = "idle" if info.status.value == "green" else f"{info.status.value} (optimizer: {optimizer})"
+        return IndexHealth(info.points_count, info.indexed_vectors_count, info.segments_count, state)
 
     def drop(self) -> None:
         if self.exists():
@@ -195,11 +238,21 @@ class ServerIndex(QdrantIndex):
             "filter": where,
             "score_threshold": spec.score_threshold,
         }
+        params = _search_params(self.settings)
         if len(sources) == 2:
-            prefetch = [m.Prefetch(query=q, using=using, limit=spec.candidates, filter=where) for q, using in sources]
+            prefetch = [
+                m.Prefetch(
+                    query=q,
+                    using=using,
+                    limit=spec.candidates,
+                    filter=where,
+                    params=params if using == self.vector else None,
+                )
+                for q, using in sources
+            ]
             return m.QueryRequest(query=m.RrfQuery(rrf=m.Rrf(k=RRF_K)), prefetch=prefetch, **common)
         query, using = sources[0] if sources else (None, None)
-        return m.QueryRequest(query=query, using=using, **common)
+        return m.QueryRequest(query=query, using=using, params=params if using == self.vector else None, **common)
 
     def _run(self, specs: list[QuerySpec]) -> list[list[Hit]]:
         if not self.exists():

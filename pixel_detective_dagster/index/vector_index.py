@@ -21,8 +21,10 @@ from pixel_detective_dagster.index.edge import EdgeIndex
 from pixel_detective_dagster.index.points import (
     CAPTION_VECTOR,
     Hit,
+    IndexHealth,
     IndexPoint,
     IndexSettings,
+    LoadTimes,
     SearchFilters,
     folders_of,
     point_id,
@@ -34,8 +36,10 @@ __all__ = [
     "CAPTION_VECTOR",
     "EdgeIndex",
     "Hit",
+    "IndexHealth",
     "IndexPoint",
     "IndexSettings",
+    "LoadTimes",
     "SearchFilters",
     "ServerIndex",
     "VectorIndex",
@@ -54,7 +58,8 @@ class VectorIndex(Protocol):
     def exists(self) -> bool: ...
     def vector_names(self) -> list[str]: ...
     def session(self) -> AbstractContextManager[None]: ...
-    def bulk(self) -> AbstractContextManager[None]: ...
+    def bulk(self) -> AbstractContextManager[LoadTimes]: ...
+    def health(self) -> IndexHealth: ...
     def upsert(self, points: Sequence[IndexPoint]) -> None: ...
     def delete(self, ids: Sequence[str]) -> None: ...
     def set_payload(self, updates: dict[str, dict[str, Any]]) -> None: ...

@@ -7,6 +7,7 @@ from dagster import AssetExecutionContext, Backoff, MaterializeResult, RetryPoli
 from pixel_detective_dagster.catalog.batch_inputs import batch_context
 from pixel_detective_dagster.defs.assets.models import blip_captions, clip_embeddings
 from pixel_detective_dagster.defs.assets.partitions import BATCH_ASSET_ARGS
+from pixel_detective_dagster.defs.assets.reporting import load_metadata, per_collection
 from pixel_detective_dagster.defs.assets.stages import stage
 from pixel_detective_dagster.defs.resources.index import VectorIndexResource
 from pixel_detective_dagster.defs.resources.storage import StorageResource
@@ -30,6 +31,7 @@ def vector_index(
     (plus a BM25 caption vector); re-points or removes changed and deleted files; optimizes once at the end."""
     totals = {"upserted": 0, "payload_updated": 0, "deleted": 0}
     indexes = {}
+    load_times = {}
     with ExitStack() as bulk_loads:  # HNSW deferred per collection until all its batches are in
         for key in context.partition_keys:
             batch = batch_context(storage.catalog, storage.layout, key)
@@ -39,7 +41,7 @@ def vector_index(
                 indexes[batch.collection] = vector_index.for_collection(
                     storage.layout, batch.collection, features.dim, features.clip_model, expected
                 )
-                bulk_loads.enter_context(indexes[batch.collection].bulk())
+                load_times[batch.collection] = bulk_loads.enter_context(indexes[batch.collection].bulk())
             index = indexes[batch.collection]
             sync = sync_batch(storage.catalog, index, batch.collection, key, features)
             for name in totals:
@@ -47,4 +49,5 @@ def vector_index(
             context.log.info(f"{key}: {sync}")
     counts = {f"points_in_{c}": index.count() for c, index in indexes.items()}
     vectors = {f"vector_in_{c}": index.vector or "" for c, index in indexes.items()}
-    return MaterializeResult(metadata={**totals, "backend": vector_index.backend, **counts, **vectors})
+    times = {k: v for c, t in load_times.items() for k, v in per_collection(c, load_metadata(t)).items()}
+    return MaterializeResult(metadata={**totals, "backend": vector_index.backend, **counts, **vectors, **times})

@@ -10,6 +10,7 @@ from dagster import MetadataValue
 
 from pixel_detective_dagster.defs.assets.ui_metadata import cluster_map_markdown, contact_sheet_markdown, display_labels
 from pixel_detective_dagster.index.duplicates import Duplicates
+from pixel_detective_dagster.index.points import LoadTimes
 from pixel_detective_dagster.models.registry import LoadedModel
 from pixel_detective_dagster.projection import MapUpdate
 from pixel_detective_dagster.projection.labels import cluster_summary
@@ -126,3 +127,8 @@ def duplicates_metadata(found: Duplicates, thumbnails: dict[str, str | None], pa
 def per_collection(collection: str, metadata: dict[str, object]) -> dict[str, object]:
     """Metadata keys prefixed by their collection (one run may cover several collections)."""
     return {f"{collection}/{key}": value for key, value in metadata.items()}
+
+
+def load_metadata(times: LoadTimes) -> dict[str, object]:
+    """How long an index load took: writing the points, then the optimizer pass that makes them fast to search."""
+    return {"index_load_seconds": round(times.load_s, 2), "index_optimize_seconds": round(times.optimize_s, 2)}
