@@ -84,16 +84,7 @@ def dagster_dev(env: Path, registered_batches: list[str], tmp_path: Path) -> Ite
         instance.add_dynamic_partitions(PARTITIONS_NAME, registered_batches)
     port = free_port()
     log = tmp_path / "dagster_dev.log"
-    command = [
-        str(Path(sys.executable).parent / "dagster"),
-        "dev",
-        "-w",
-        str(REPO / "workspace.yaml"),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
+    command = [str(Path(sys.executable).parent / "pixel-detective"), "dev", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
@@ -174,6 +165,17 @@ def test_ui_shows_the_graph_and_materializes_a_batch(dagster_dev: tuple[str, str
 
             show_picture(page, f"{url}/assets/thumbnails", "contact_sheet", "jpeg", "4_thumbnails_contact_sheet.png")
             show_picture(page, f"{url}/assets/image_clusters", "pics/map", "png", "5_cluster_map.png")
+            show_picture(page, f"{url}/assets/umap_projection", "pics/map", "png", "6_projection_map.png")
+
+            page.goto(f"{url}/assets/vector_index")  # checks: the sidebar and the detail agree
+            checks = page.get_by_text("one_point_per_unique_image")
+            checks.first.wait_for()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=ARTIFACTS / "7_vector_index_checks.png")
+            (ARTIFACTS / "7_vector_index_checks.txt").write_text(page.inner_text("body"))
+            page.goto(f"{url}/locations/__repository__@pixel_detective/jobs/ingest_batches")
+            expect(page.get_by_text("Auto-materialize on")).to_be_visible()  # the maps' automation sensor runs
+            page.screenshot(path=ARTIFACTS / "8_automation_on.png")
         except Exception:
             page.screenshot(path=ARTIFACTS / "failure.png")
             (ARTIFACTS / "failure.txt").write_text(page.inner_text("body"))
