@@ -42,6 +42,7 @@ def quiet(verbose: bool = False) -> None:
         warnings.filterwarnings("ignore", message=message)
     for category in HIDDEN_CATEGORIES:
         warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", module=r"torch\.(onnx|jit)")  # exporter notes; exports are checked on probes
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
     root = logging.getLogger()
