@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PIXEL_DETECTIVE_HOME ?= $(CURDIR)/.pixel_detective
 export DAGSTER_HOME ?= $(PIXEL_DETECTIVE_HOME)/dagster_home
+HOST ?= 127.0.0.1
+PORT ?= 3000
 
 .PHONY: install demo test lint format dev bench clean
 
@@ -36,9 +38,9 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks --json benchmarks/results.json
 
+# `make dev PORT=3001 HOST=...` (127.0.0.1 unless asked); Ctrl-C or SIGTERM to `pixel-detective dev` stops every Dagster process
 dev: $(STAMP)
-	$(BIN)/python -m pixel_detective_dagster.app.instance_config $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
+	exec $(BIN)/pixel-detective dev --host $(HOST) --port $(PORT)
 
 clean:
 	rm -rf $(VENV) .pixel_detective demo_images test-artifacts

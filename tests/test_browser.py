@@ -34,6 +34,7 @@ ASSETS = [
     "vector_index",
     "umap_projection",
     "image_clusters",
+    "duplicate_groups",
 ]
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
@@ -84,16 +85,7 @@ def dagster_dev(env: Path, registered_batches: list[str], tmp_path: Path) -> Ite
         instance.add_dynamic_partitions(PARTITIONS_NAME, registered_batches)
     port = free_port()
     log = tmp_path / "dagster_dev.log"
-    command = [
-        str(Path(sys.executable).parent / "dagster"),
-        "dev",
-        "-w",
-        str(REPO / "workspace.yaml"),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
+    command = [str(Path(sys.executable).parent / "pixel-detective"), "dev", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
@@ -162,7 +154,7 @@ def test_ui_shows_the_graph_and_materializes_a_batch(dagster_dev: tuple[str, str
             dialog = page.get_by_role("dialog")
             dialog.get_by_text("Select a partition or create one").click()
             page.get_by_role("menuitem", name=partition).click()
-            dialog.get_by_text("Launch runs to materialize 7 assets").click()  # closes the picker
+            dialog.get_by_text(f"Launch runs to materialize {len(ASSETS)} assets").click()  # closes the picker
             page.screenshot(path=ARTIFACTS / "2_partition_picked.png")
             dialog.get_by_role("button", name="Launch 1 run").click()
 
@@ -174,6 +166,16 @@ def test_ui_shows_the_graph_and_materializes_a_batch(dagster_dev: tuple[str, str
 
             show_picture(page, f"{url}/assets/thumbnails", "contact_sheet", "jpeg", "4_thumbnails_contact_sheet.png")
             show_picture(page, f"{url}/assets/image_clusters", "pics/map", "png", "5_cluster_map.png")
+            show_picture(page, f"{url}/assets/umap_projection", "pics/map", "png", "6_projection_map.png")
+
+            page.goto(f"{url}/assets/vector_index?view=checks")  # the list and each check's detail agree
+            page.get_by_text("one_point_per_unique_image").first.wait_for()
+            expect(page.get_by_text("Passed").first).to_be_visible()
+            page.screenshot(path=ARTIFACTS / "7_vector_index_checks.png")
+            assert "Skipped" not in page.inner_text("body")
+            page.goto(f"{url}/locations/__repository__@pixel_detective/jobs/ingest_batches")
+            expect(page.get_by_text("Auto-materialize on")).to_be_visible()  # the maps' automation sensor runs
+            page.screenshot(path=ARTIFACTS / "8_automation_on.png")
         except Exception:
             page.screenshot(path=ARTIFACTS / "failure.png")
             (ARTIFACTS / "failure.txt").write_text(page.inner_text("body"))

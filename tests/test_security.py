@@ -65,11 +65,15 @@ def test_recorded_paths_cannot_leave_the_collection_folder(relative: str, tmp_pa
         resolve_inside(root, relative)
 
 
-def test_dagster_ui_binds_to_localhost_by_default() -> None:
+def test_dagster_ui_binds_to_localhost_by_default(tmp_path: Path) -> None:
+    from pixel_detective_dagster.app.cli import build_parser
+    from pixel_detective_dagster.app.dev import dev_command
+
     makefile = (REPO / "Makefile").read_text()
-    (dev,) = [line for line in makefile.splitlines() if "dagster dev" in line]
-    assert re.search(r"(-h|--host) 127\.0\.0\.1\b", dev)
+    assert re.search(r"^HOST \?= 127\.0\.0\.1$", makefile, re.MULTILINE) and "dev --host $(HOST)" in makefile
     assert "0.0.0.0" not in makefile
+    host = build_parser().parse_args(["dev"]).host
+    assert host == "127.0.0.1" and dev_command(tmp_path, host, 3000)[-4:] == ["--host", "127.0.0.1", "--port", "3000"]
 
 
 def test_api_key_is_wired_from_the_environment_never_copied(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,16 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import pandas as pd
-from dagster import DagsterInstance, build_resources
-
-from pixel_detective_dagster.app.ingest import ensure_dagster_home
-from pixel_detective_dagster.catalog.batch_inputs import batch_context
+from pixel_detective_dagster.app.instance_config import ensure_dagster_home
+from pixel_detective_dagster.app.workspace import open_workspace
 from pixel_detective_dagster.catalog.store import Catalog
-from pixel_detective_dagster.defs.resources import resources_from_env
-from pixel_detective_dagster.defs.resources.index import VectorIndexResource
-from pixel_detective_dagster.index.sync import load_batch_features, sync_batch
-from pixel_detective_dagster.storage.artifacts import read_parquet, write_parquet
+from pixel_detective_dagster.index.connection import IndexConnection
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME, DataLayout
 
 EXPORT_COLUMNS = [
@@ -67,7 +61,7 @@ class Admin:
 
     catalog: Catalog
     layout: DataLayout
-    indexes: VectorIndexResource
+    indexes: IndexConnection
 
     def collections(self) -> list[dict[str, Any]]:
         rows = []
@@ -88,9 +82,28 @@ class Admin:
             )
         return rows
 
+    def status(self, collection: str) -> dict[str, Any]:
+        """Files seen / indexed / failed, index health (points, indexed vectors, segments, optimizer) and failures."""
+        root = self.catalog.collection(collection).root
+        health = self.indexes.for_collection(self.layout, collection).health()
+        return {
+            "collection": collection,
+            "folder": str(root),
+            **self.catalog.status_counts(collection),
+            "index_points": health.points,  # None while another process loads or optimizes the index
+            "index_indexed_vectors": health.indexed_vectors,
+            "index_segments": health.segments,
+            "index_optimizer": health.optimizer,
+            "failures": [{"path": p, "reason": r} for p, r in self.catalog.failures(collection)],
+        }
+
     def export(self, collection: str, out: Path, with_vectors: bool = False) -> int:
         """Write the collection's points to Parquet: paths, hash, caption, every filterable payload field, map and
         clusters; ``with_vectors`` adds one list column per CLIP model, named after its vector slot."""
+        import pandas as pd  # lazy: the other commands answer without pandas
+
+        from pixel_detective_dagster.storage.artifacts import write_parquet
+
         root = self.catalog.collection(collection).root
         index = self.indexes.for_collection(self.layout, collection)
         points = index.all_points(with_vectors=False)
@@ -119,6 +132,9 @@ class Admin:
 
     def rebuild(self, collection: str) -> dict[str, int]:
         """Rebuild the collection's index from stored batch and map artifacts, without running any model."""
+        from pixel_detective_dagster.catalog.batch_inputs import batch_context
+        from pixel_detective_dagster.index.sync import load_batch_features, sync_batch
+
         self.catalog.collection(collection)
         keys = [
             k for k in self.catalog.batch_keys(collection) if self.layout.batch_artifact(k, "clip_embeddings").exists()
@@ -137,6 +153,8 @@ class Admin:
 
     def _map_payload(self, collection: str, ids: set[str]) -> dict[str, dict[str, Any]]:
         """UMAP coordinates and cluster labels from the collection's map artifacts, for points in ``ids``."""
+        from pixel_detective_dagster.storage.artifacts import read_parquet
+
         payload: dict[str, dict[str, Any]] = {}
         for name, columns in MAP_ARTIFACTS.items():
             path = self.layout.collection_dir(collection) / f"{name}.parquet"
@@ -151,13 +169,18 @@ class Admin:
 
 @contextmanager
 def open_admin() -> Iterator[Admin]:
-    """An ``Admin`` over the data directory and index configured in the environment."""
-    with build_resources(resources_from_env()) as r:
-        yield Admin(r.storage.catalog, r.storage.layout, r.vector_index)
+    """An ``Admin`` over the data directory and index the settings configure (no Dagster import)."""
+    workspace = open_workspace()
+    try:
+        yield Admin(workspace.catalog, workspace.layout, workspace.indexes)
+    finally:
+        workspace.catalog.close()
 
 
 def _forget_partitions(layout: DataLayout, keys: list[str]) -> None:
     """Remove the collection's batches from Dagster's dynamic partitions (its run history stays)."""
+    from dagster import DagsterInstance  # lazy: only delete touches the Dagster instance
+
     ensure_dagster_home(layout.home)
     with DagsterInstance.get() as instance:
         known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))

@@ -1,4 +1,8 @@
-"""The ``pixel-detective`` command: ingest, search, collections, export, delete, rebuild, status, models, demo."""
+"""The ``pixel-detective`` command: ingest, search, collections, export, delete, rebuild, status, config, models, demo.
+
+Each command imports only what it uses: those that need no model (status, collections, export,
+config, delete) never import torch or Dagster; a text search with a cached text tower skips both.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,23 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pixel_detective_dagster.app.search import NOT_SEMANTIC, print_results
 from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE
 from pixel_detective_dagster.catalog.store import UnknownCollectionError
-from pixel_detective_dagster.index.duplicates import DEFAULT_THRESHOLD, Duplicates
-from pixel_detective_dagster.index.vector_index import SearchFilters
+from pixel_detective_dagster.index.points import DUPLICATE_THRESHOLD
 from pixel_detective_dagster.models.registry import ModelLoadError
+from pixel_detective_dagster.quiet import quiet
 from pixel_detective_dagster.storage.layout import InvalidNameError
+from pixel_detective_dagster.storage.settings import SECRET_KEYS, current, lookup
+
+if TYPE_CHECKING:
+    from pixel_detective_dagster.index.duplicates import Duplicates  # pandas + scipy: imported by --duplicates only
 
 
 def _ingest(args: argparse.Namespace) -> int:
     from pixel_detective_dagster.app.ingest import ingest, stage_table  # lazy: heavy start-up, unneeded elsewhere
+    from pixel_detective_dagster.app.search import NOT_SEMANTIC
 
     report = ingest(Path(args.path), args.collection, args.batch_size, echo=lambda line: print(line, flush=True))
     if report.stages:
@@ -36,7 +45,9 @@ def _ingest(args: argparse.Namespace) -> int:
     return 0 if report.success else 1
 
 
-def _filters(args: argparse.Namespace) -> SearchFilters:
+def _filters(args: argparse.Namespace) -> Any:
+    from pixel_detective_dagster.index.points import SearchFilters
+
     return SearchFilters(
         taken_from=args.taken_from,
         taken_to=args.taken_to,
@@ -52,11 +63,7 @@ def _filters(args: argparse.Namespace) -> SearchFilters:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from pixel_detective_dagster.app.search import (
-        SearchRequest,
-        duplicates,
-        run_search,
-    )  # lazy: heavy start-up, unneeded by other commands
+    from pixel_detective_dagster.app.search import SearchRequest, duplicates, print_results, run_search
 
     if args.duplicates:
         found = duplicates(args.collection, args.threshold)
@@ -163,36 +170,67 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from dagster import build_resources  # lazy: heavy start-up, unneeded by other commands
+    from pixel_detective_dagster.app.admin import open_admin
 
-    from pixel_detective_dagster.defs.resources import (
-        resources_from_env,
-    )  # lazy: heavy start-up, unneeded by other commands
-
-    with build_resources(resources_from_env()) as resources:
-        catalog = resources.storage.catalog
-        root = catalog.collection(args.collection).root
-        counts = catalog.status_counts(args.collection)
-        index = resources.vector_index.for_collection(resources.storage.layout, args.collection).health()
-        failures = catalog.failures(args.collection)
-    status = {
-        "collection": args.collection,
-        "folder": str(root),
-        **counts,
-        "index_points": index.points,  # None while another process loads or optimizes the index
-        "index_indexed_vectors": index.indexed_vectors,
-        "index_segments": index.segments,
-        "index_optimizer": index.optimizer,
-        "failures": [{"path": p, "reason": r} for p, r in failures],
-    }
+    with open_admin() as admin:
+        status = admin.status(args.collection)
     if args.json:
         print(json.dumps(status, indent=2))
     else:
         for name, value in status.items():
             if name != "failures":
                 print(f"{name:>21}: {value}")
-        for path, reason in failures:
-            print(f"  failed: {path}: {reason}")
+        for failure in status["failures"]:
+            print(f"  failed: {failure['path']}: {failure['reason']}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    settings = current()
+    if args.action in ("set", "unset"):
+        if not args.key or (args.action == "set") != (args.value is not None):
+            print(f"usage: pixel-detective config {args.action} KEY" + (" VALUE" if args.action == "set" else ""))
+            return 2
+        settings.update({args.key: args.value if args.action == "set" else None})
+        shown = "***" if lookup(args.key).key in SECRET_KEYS else args.value
+        print(f"{args.key} {'= ' + shown if args.value is not None else 'removed'} in {settings.path}")
+        return 0
+    rows = [
+        {
+            "key": r.setting.key,
+            "value": "***" if r.setting.key in SECRET_KEYS and r.value else r.value,
+            "source": r.source,
+            "env": r.setting.env,
+        }
+        for r in settings.all()
+    ]
+    if args.json:
+        print(json.dumps({"data_dir": str(settings.home), "settings_file": str(settings.path), "settings": rows}))
+        return 0
+    print(f"data directory: {settings.home}  ({settings.home_source()})")
+    print(f"settings file:  {settings.path}{'' if settings.path.exists() else '  (not written yet)'}")
+    for row in rows:
+        value = "(unset)" if row["value"] is None else row["value"]
+        print(f"  {row['key']:<26} = {value!s:<40} ({row['source']}; env {row['env']})")
+    return 0
+
+
+def _models_use(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.app.model_setup import use_models
+
+    settings = current()
+    written = use_models(args.target, settings, args.pretrained)
+    for key, value in written.items():
+        print(f"{key} = {value}" if value is not None else f"{key}: back to its default")
+    print(f"saved in {settings.path}; new ingests, searches and the Dagster code location (after a reload) use it")
+    return 0
+
+
+def _models_fetch(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.app.model_setup import fetch_models
+
+    for line in fetch_models(current()):
+        print(line)
     return 0
 
 
@@ -200,6 +238,7 @@ def _make_tiny(args: argparse.Namespace) -> int:
     from pixel_detective_dagster.models.tiny import make_tiny_models  # lazy: heavy start-up, unneeded by other commands
 
     paths = make_tiny_models(Path(args.dir))
+    print(f"# use them: pixel-detective models use {Path(args.dir).resolve()}   (or export these)")
     print(f"export PIXEL_DETECTIVE_CLIP_MODEL={paths['clip'].resolve()}")
     print(f"export PIXEL_DETECTIVE_CAPTION_MODEL={paths['blip'].resolve()}")
     print("# tiny random-weight models: for tests and demos only, results are NOT semantic")
@@ -212,9 +251,24 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.folder), args.query)
 
 
+def _dev(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.app.dev import run_dev
+
+    return run_dev(args.host, args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pixel-detective", description=__doc__)
+    parser = argparse.ArgumentParser(prog="pixel-detective", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings and progress bars")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser
+
+    def add_parser(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return add(name, parents=[common], **kwargs)
+
+    commands.add_parser = add_parser  # type: ignore[method-assign]
 
     p = commands.add_parser("ingest", help="register a folder as a collection and index it through Dagster")
     p.add_argument("path")
@@ -240,8 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument(
         "--threshold",
         type=float,
-        default=DEFAULT_THRESHOLD,
-        help=f"CLIP cosine similarity for --duplicates (default {DEFAULT_THRESHOLD})",
+        default=DUPLICATE_THRESHOLD,
+        help=f"CLIP cosine similarity for --duplicates (default {DUPLICATE_THRESHOLD})",
     )
     where = p.add_argument_group("filters (combine with any query, or use alone)")
     where.add_argument("--taken-from", metavar="DATE", help="EXIF capture date/time from (ISO, inclusive)")
@@ -283,10 +337,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)
 
-    models = commands.add_parser("models", help="model utilities").add_subparsers(dest="models_command", required=True)
-    p = models.add_parser("make-tiny", help="write tiny random-weight CLIP and BLIP models for tests")
+    p = commands.add_parser("config", help="show each setting, its value and where it came from; set / unset one")
+    p.add_argument("action", nargs="?", choices=("show", "set", "unset"), default="show")
+    p.add_argument("key", nargs="?", help="e.g. clip.model (see `pixel-detective config`)")
+    p.add_argument("value", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_config)
+
+    models = commands.add_parser("models", help="choose, fetch or make models").add_subparsers(
+        dest="models_command", required=True
+    )
+    p = models.add_parser("use", parents=[common], help="choose the models (saved in the data directory's settings)")
+    p.add_argument(
+        "target",
+        metavar="DIR|NAME",
+        help="a model directory (CLIP, captioner, or one with clip/ and blip/), an open_clip architecture or "
+        "hf-hub: id, a captioner hub id, 'tiny' (random-weight test models) or 'default'",
+    )
+    p.add_argument("--pretrained", help="open_clip pretrained tag or checkpoint file, for an architecture name")
+    p.set_defaults(func=_models_use)
+    p = models.add_parser("fetch", parents=[common], help="download the configured models' weights (needs network)")
+    p.set_defaults(func=_models_fetch)
+    p = models.add_parser("make-tiny", parents=[common], help="write tiny random-weight CLIP and BLIP models")
     p.add_argument("dir")
     p.set_defaults(func=_make_tiny)
+
+    p = commands.add_parser("dev", help="serve the Dagster UI, sensors and daemon (make dev); Ctrl-C / SIGTERM stop")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=_dev)
 
     p = commands.add_parser("demo", help="generate a demo folder from bundled photos, ingest and search it")
     p.add_argument("--folder", default="demo_images")
@@ -297,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet(args.verbose)
     try:
         return args.func(args)
     except (

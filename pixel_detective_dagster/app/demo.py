@@ -1,4 +1,8 @@
-"""``make demo``: a demo library from bundled photos, real models if loadable, else tiny ones (said loudly)."""
+"""``make demo``: a demo library from bundled photos, real models if loadable, else tiny ones (said loudly).
+
+The model choice is written to the data directory's settings.toml, so the commands the README
+suggests next (search, ``make dev``, the folder sensor) use the same models with no exports.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +10,37 @@ import os
 from pathlib import Path
 
 from pixel_detective_dagster.app.ingest import ingest
+from pixel_detective_dagster.app.model_setup import use_models
 from pixel_detective_dagster.app.search import print_results, search
-from pixel_detective_dagster.models.captioner import CAPTION_MODEL_ENV, load_captioner
-from pixel_detective_dagster.models.clip import CLIP_MODEL_ENV, load_clip
+from pixel_detective_dagster.models.availability import load_local
+from pixel_detective_dagster.models.captioner import load_captioner
+from pixel_detective_dagster.models.clip import load_clip
 from pixel_detective_dagster.models.registry import ModelLoadError
-from pixel_detective_dagster.models.tiny import make_tiny_models
 from pixel_detective_dagster.samples.images import generate_demo_folder
-from pixel_detective_dagster.storage.layout import resolve_home
+from pixel_detective_dagster.storage.settings import Settings, current
 
 BANNER = "=" * 78
 
 
-def choose_models() -> bool:
-    """Try the configured (or default pretrained) models offline; fall back to tiny ones. True if tiny."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def choose_models(settings: Settings) -> bool:
+    """Try the configured (or default pretrained) models from disk; fall back to tiny ones. True if tiny."""
+    allow = settings.get("models.download")
+    clip, caption = settings.get("clip.model"), settings.get("caption.model")
+    print(f"loading models {clip} and {caption} ...", flush=True)
     try:
-        load_clip(os.environ.get(CLIP_MODEL_ENV) or "ViT-B-32", os.environ.get("PIXEL_DETECTIVE_CLIP_PRETRAINED"))
-        load_captioner(os.environ.get(CAPTION_MODEL_ENV) or "Salesforce/blip-image-captioning-base")
+        load_local("CLIP", clip, allow, lambda: load_clip(clip, settings.get("clip.pretrained")))
+        load_local("caption", caption, allow, lambda: load_captioner(caption))
         return False
     except ModelLoadError as exc:
-        tiny_dir = resolve_home() / "models" / "tiny"
-        paths = (
-            make_tiny_models(tiny_dir)
-            if not (tiny_dir / "blip" / "config.json").exists()
-            else {"clip": tiny_dir / "clip", "blip": tiny_dir / "blip"}
-        )
-        os.environ[CLIP_MODEL_ENV] = str(paths["clip"])
-        os.environ[CAPTION_MODEL_ENV] = str(paths["blip"])
+        written = use_models("tiny", settings)
         print(BANNER)
-        print("Real pretrained weights could not be loaded on this machine (no network, nothing cached):")
-        print(f"  {str(exc).splitlines()[0][:300]}")
+        print("Real pretrained weights could not be loaded on this machine:")
+        print(f"  {str(exc).splitlines()[0][:400]}")
         print("FALLING BACK to tiny RANDOM-WEIGHT models. Everything below runs for real, but the")
         print("embeddings, captions and search rankings are NOT semantic.")
-        print(f"To use real models set {CLIP_MODEL_ENV} / PIXEL_DETECTIVE_CLIP_PRETRAINED / {CAPTION_MODEL_ENV}.")
+        print(f"Wrote this choice to {settings.path} ({', '.join(k for k in written if written[k])}),")
+        print("so search, `make dev` and the folder sensor use the same models. For real models:")
+        print("`pixel-detective models fetch` (network) or `pixel-detective models use DIR`, then re-ingest.")
         print(BANNER)
         return True
 
@@ -47,7 +49,7 @@ def run_demo(folder: Path, query: str) -> int:
     if not folder.exists():
         print(f"generating demo images in {folder} from scikit-image's bundled photographs ...")
         generate_demo_folder(folder)
-    choose_models()
+    choose_models(current())
     report = ingest(folder, "demo", echo=lambda line: print(line, flush=True))
     if not report.success:
         print("demo ingest failed")

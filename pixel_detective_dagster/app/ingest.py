@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +11,7 @@ from dagster import DagsterEventType, DagsterInstance, EventLogEntry, build_reso
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster_shared.error import SerializableErrorInfo
 
-from pixel_detective_dagster.app.instance_config import install_instance_config
+from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.app.run_recovery import owner_tags, release_orphaned_runs
 from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE, scan_collection
 from pixel_detective_dagster.definitions import make_definitions
@@ -115,22 +113,6 @@ def failure_reason(error: SerializableErrorInfo) -> str:
     while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
     return error.message.strip()
-
-
-def ensure_dagster_home(home: Path) -> Path:
-    """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI; installs dagster.yaml.
-
-    The instance's storage is created under a file lock: Dagster's SQLite schema setup is not safe
-    when several processes create the same fresh storage at once.
-    """
-    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home").resolve()
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
-    with (dagster_home / ".pixel_detective_init.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        install_instance_config(dagster_home)
-        DagsterInstance.get().dispose()
-    return dagster_home
 
 
 def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, echo: Echo = print) -> IngestReport:

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 TEMPLATE = files("pixel_detective_dagster") / "dagster.yaml"
 
@@ -24,6 +26,37 @@ def install_instance_config(dagster_home: Path) -> Path:
     if not target.exists() or not target.read_text(encoding="utf-8").strip():
         target.write_text(template_text(), encoding="utf-8")
     return target
+
+
+def ensure_dagster_home(home: Path) -> Path:
+    """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI; installs dagster.yaml.
+
+    The instance's storage is created under a file lock: Dagster's SQLite schema setup is not safe
+    when several processes create the same fresh storage at once.
+    """
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home").resolve()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    with (dagster_home / ".pixel_detective_init.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        install_instance_config(dagster_home)
+        from dagster import DagsterInstance  # lazy: commands that only read the catalog never import dagster
+
+        with DagsterInstance.get() as instance:
+            unpause_automation_badge(instance)
+    return dagster_home
+
+
+def unpause_automation_badge(instance: Any) -> None:
+    """A new instance shows "Auto-materialize off" (a pre-sensor daemon flag that defaults to paused) although
+    the maps refresh through ``maps_automation_sensor``, which runs by default: record "not paused" once,
+    so the UI tells the truth. A choice made later in the UI is kept."""
+    from dagster._daemon.asset_daemon import _PRE_SENSOR_ASSET_DAEMON_PAUSED_KEY, set_auto_materialize_paused
+
+    if _PRE_SENSOR_ASSET_DAEMON_PAUSED_KEY not in instance.daemon_cursor_storage.get_cursor_values(
+        {_PRE_SENSOR_ASSET_DAEMON_PAUSED_KEY}
+    ):
+        set_auto_materialize_paused(instance, False)
 
 
 def main(argv: list[str] | None = None) -> None:

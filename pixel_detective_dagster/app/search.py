@@ -2,22 +2,27 @@
 
 Vector queries use the named vector of the configured CLIP model; an example image whose content
 is already in the collection (or a point given by id / path) reuses its stored vector, no model run.
+Text queries use the cached text tower (``models.text_tower``) when there is one, so they import
+neither torch nor Dagster; the first full CLIP load writes that cache.
 """
 
 from __future__ import annotations
 
+import sys
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from dagster import build_resources
 
-from pixel_detective_dagster.defs.resources import resources_from_env
-from pixel_detective_dagster.index.duplicates import DEFAULT_THRESHOLD, Duplicates, point_duplicates
-from pixel_detective_dagster.index.vector_index import Hit, SearchFilters, VectorIndex, point_id, vector_name
-from pixel_detective_dagster.media.imaging import ImageError, content_hash, decode_rgb, read_bytes
+from pixel_detective_dagster.app.workspace import Workspace, open_workspace
+from pixel_detective_dagster.index.points import DUPLICATE_THRESHOLD, Hit, SearchFilters, point_id, vector_name
+from pixel_detective_dagster.index.vector_index import VectorIndex
+from pixel_detective_dagster.models.text_tower import TextTower, export_text_tower, load_text_tower, tower_dir
+
+if TYPE_CHECKING:
+    from pixel_detective_dagster.index.duplicates import Duplicates
 
 NOT_SEMANTIC = "WARNING: this index was built with random-weight test models; results are NOT semantic."
 
@@ -85,10 +90,13 @@ def search(collection: str, text: str | None = None, image: Path | None = None, 
 
 def run_search(request: SearchRequest) -> SearchResponse:
     mode = request.mode
-    with build_resources(resources_from_env()) as resources:
-        root = resources.storage.catalog.collection(request.collection).root
-        searcher = _Searcher(resources, request.collection)
+    workspace = open_workspace()
+    try:
+        root = workspace.catalog.collection(request.collection).root
+        searcher = _Searcher(workspace, request.collection)
         hits, label = searcher.run(request, mode, root)
+    finally:
+        workspace.catalog.close()
     return SearchResponse(
         request.collection,
         label,
@@ -100,45 +108,98 @@ def run_search(request: SearchRequest) -> SearchResponse:
     )
 
 
-def duplicates(collection: str, threshold: float = DEFAULT_THRESHOLD) -> Duplicates:
+def duplicates(collection: str, threshold: float = DUPLICATE_THRESHOLD) -> Duplicates:
     """Every exact-copy group and near-duplicate group of ``collection`` (all pairs >= ``threshold``), paths absolute.
 
     The search service's duplicates view and ``search --duplicates`` call this; cut the groups for display.
     """
-    with build_resources(resources_from_env()) as resources:
-        root = resources.storage.catalog.collection(collection).root
-        points = resources.vector_index.for_collection(resources.storage.layout, collection).all_points(True)
+    from pixel_detective_dagster.index.duplicates import point_duplicates  # lazy: pandas + scipy
+
+    workspace = open_workspace()
+    try:
+        root = workspace.catalog.collection(collection).root
+        points = workspace.indexes.for_collection(workspace.layout, collection).all_points(True)
+    finally:
+        workspace.catalog.close()
     for p in points:
         p.payload["paths"] = [str(root / path) for path in p.payload.get("paths") or [p.payload.get("path", "")]]
     return point_duplicates(points, threshold)
 
 
+def load_configured_clip(workspace: Workspace) -> Any:
+    """The CLIP model the settings name (torch + open_clip), with a line first: a cold load takes a while."""
+    from pixel_detective_dagster.models.clip import load_clip
+
+    s = workspace.settings
+    print(f"loading CLIP model {s.get('clip.model')} ...", file=sys.stderr, flush=True)
+    encoder, _, _ = load_clip(
+        s.get("clip.model"),
+        s.get("clip.pretrained"),
+        s.get("models.device"),
+        s.get("clip.precision"),
+        s.get("models.compile"),
+        s.get("clip.batch_size"),
+        s.get("clip.engine"),
+    )
+    return encoder
+
+
+def text_tower_dir(workspace: Workspace) -> Path:
+    s = workspace.settings
+    return tower_dir(
+        workspace.layout.models_dir,
+        s.get("clip.model"),
+        s.get("clip.pretrained"),
+        s.get("models.device"),
+        s.get("clip.precision"),
+    )
+
+
 class _Searcher:
     """Picks the vector slot and query vector for one request; loads CLIP only when a query must be encoded."""
 
-    def __init__(self, resources: Any, collection: str):
-        self.resources = resources
+    def __init__(self, workspace: Workspace, collection: str):
+        self.workspace = workspace
         self.collection = collection
-        self.index: VectorIndex = resources.vector_index.for_collection(resources.storage.layout, collection)
+        self.index: VectorIndex = workspace.indexes.for_collection(workspace.layout, collection)
         self.model_label = ", ".join(self.index.vector_names()) or "(empty index)"
         self.random_weights = False
         self._encoder: Any = None
+        self._text: TextTower | None = None
+
+    def _use(self, identity: str, random_weights: bool) -> None:
+        """Search the vector slot of model ``identity``, which the collection must hold."""
+        self.random_weights = random_weights
+        self.model_label = identity
+        slot, present = vector_name(identity), self.index.vector_names()
+        if present and slot not in present:
+            raise RuntimeError(
+                f"collection {self.collection!r} holds vectors of {present}, not of the configured CLIP model "
+                f"{identity} ({slot}); set clip.model / clip.pretrained (`pixel-detective models use`) "
+                "to the model it was built with, or re-ingest it"
+            )
+        self.index.model = identity
 
     def encoder(self) -> Any:
         """The configured CLIP model; the index switches to its vector slot, which must exist."""
         if self._encoder is None:
-            self._encoder, loaded = self.resources.clip_model.load()
-            self.random_weights = loaded.random_weights
-            self.model_label = self._encoder.identity
-            slot, present = vector_name(self._encoder.identity), self.index.vector_names()
-            if present and slot not in present:
-                raise RuntimeError(
-                    f"collection {self.collection!r} holds vectors of {present}, not of the configured CLIP model "
-                    f"{self._encoder.identity} ({slot}); set PIXEL_DETECTIVE_CLIP_MODEL / PIXEL_DETECTIVE_CLIP_PRETRAINED "
-                    "to the model it was built with, or re-ingest it"
-                )
-            self.index.model = self._encoder.identity
+            self._encoder = load_configured_clip(self.workspace)
+            self._use(self._encoder.identity, self._encoder.random_weights)
         return self._encoder
+
+    def text_vector(self, text: str) -> np.ndarray:
+        """From the cached text tower if there is one; else the full model, which then writes that cache."""
+        directory = text_tower_dir(self.workspace)
+        if self._text is None and self._encoder is None:
+            self._text = load_text_tower(directory)
+        if self._text is not None:
+            self._use(self._text.identity, self._text.random_weights)
+            return self._text.encode_texts([text])[0]
+        encoder = self.encoder()
+        if not (directory / "tower.json").exists():
+            print("caching the CLIP text tower for fast text searches (once) ...", file=sys.stderr, flush=True)
+            export_text_tower(encoder, directory)
+        return encoder.encode_texts([text])[0]
 
     def stored_vector(self, pid: str) -> np.ndarray | None:
         if len(self.index.vector_names()) > 1:
@@ -148,6 +209,8 @@ class _Searcher:
 
     def image_vector(self, path: Path) -> tuple[np.ndarray, str | None]:
         """The stored vector when this content is in the collection (and its point id), else a fresh embedding."""
+        from pixel_detective_dagster.media.imaging import content_hash, decode_rgb
+
         data = _query_file(path, "--image")
         pid = point_id(self.collection, content_hash(data))
         stored = self.stored_vector(pid)
@@ -159,7 +222,7 @@ class _Searcher:
     def run(self, r: SearchRequest, mode: str, root: Path) -> tuple[list[Hit], str]:
         with self.index.session():
             if mode in ("text", "hybrid"):
-                vector = self.encoder().encode_texts([r.text or ""])[0]
+                vector = self.text_vector(r.text or "")
                 if mode == "hybrid":
                     return self.index.hybrid(vector, r.text or "", r.limit, r.offset, r.filters), r.text or ""
                 return self.index.search(vector, r.limit, r.offset, r.filters), r.text or ""
@@ -181,6 +244,8 @@ class _Searcher:
 
 def _point_of(reference: str, collection: str, root: Path) -> str:
     """A point id given as itself, or as the path (absolute or relative to the root) of an image in the collection."""
+    from pixel_detective_dagster.media.imaging import content_hash
+
     try:
         return str(uuid.UUID(reference))
     except ValueError:
@@ -190,6 +255,8 @@ def _point_of(reference: str, collection: str, root: Path) -> str:
 
 def _query_file(path: Path, option: str) -> bytes:
     """The bytes of a query image; a missing or unreadable file is a one-line ``ValueError``."""
+    from pixel_detective_dagster.media.imaging import ImageError, read_bytes  # lazy: Pillow, pyarrow
+
     try:
         return read_bytes(path)
     except ImageError as exc:

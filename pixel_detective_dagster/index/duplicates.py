@@ -22,12 +22,12 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from pixel_detective_dagster.index.points import DUPLICATE_THRESHOLD as DEFAULT_THRESHOLD
 from pixel_detective_dagster.index.points import IndexPoint
 
 ROW_BLOCK = 1024  # rows of one tile of the similarity matrix
 COLUMN_BLOCK = 8192  # columns of one tile: 1024 x 8192 float32 scores = 32 MiB
 MERGE_EVERY = 2_000_000  # pairs buffered before they are merged into the component labels
-DEFAULT_THRESHOLD = 0.95
 ACCELERATE_ABOVE = 20_000  # points from which an available GPU is worth torch's import (numpy: ~8 s at 20k)
 
 

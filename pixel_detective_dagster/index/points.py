@@ -72,6 +72,9 @@ def caption_query(text: str) -> Any:
     return _bm25().embed_query(text)
 
 
+DUPLICATE_THRESHOLD = 0.95  # CLIP cosine similarity from which two images count as near-duplicates
+
+
 @dataclass(frozen=True)
 class IndexSettings:
     """Collection parameters, fixed when a collection is created (``search_ef`` applies per query).

@@ -58,7 +58,7 @@ def umap_projection(
         )
         write_parquet(with_point_columns(update.frame(), points), path)
         written = set_changed_payloads(index, points, coordinate_payloads(update.ids, update.coords))
-        metadata.update(per_collection(collection, map_metadata(update, len(points), written, path)))
+        metadata.update(per_collection(collection, map_metadata(update, points, written, path)))
         context.log.info(f"{collection}: {update.mode} ({update.reason})")
     return MaterializeResult(metadata=metadata)
 
@@ -89,8 +89,9 @@ def image_clusters(
         captions = [p.payload.get("caption") for p in points]
         out = storage.layout.collection_dir(collection) / CLUSTERS_FILE
         previous = read_parquet(out, ["id", "kmeans_cluster"]) if out.exists() else None  # keeps K-Means ids
-        table = label_map([p.id for p in points], xy, point_vectors(points), captions, engine, settings, previous)
-        path = write_parquet(with_point_columns(table, points), out)
+        labelled = label_map([p.id for p in points], xy, point_vectors(points), captions, engine, settings, previous)
+        table = with_point_columns(labelled, points)
+        path = write_parquet(table, out)
         written = set_changed_payloads(index, points, cluster_payloads(table))
-        metadata.update(per_collection(collection, cluster_metadata(table, written, path)))
+        metadata.update(per_collection(collection, cluster_metadata(table, written, path, collection)))
     return MaterializeResult(metadata=metadata)

@@ -6,6 +6,7 @@ and report a data version derived from the model identity, so a model change mar
 """
 
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import pandas as pd
 import torch
-from dagster import AssetExecutionContext, AssetsDefinition, DataVersion, MaterializeResult, asset
+from dagster import AssetExecutionContext, AssetsDefinition, DataVersion, Failure, MaterializeResult, asset
 
 from pixel_detective_dagster.catalog.batch_inputs import BatchContext, batch_context
 from pixel_detective_dagster.defs.assets.files import thumbnails
@@ -26,7 +27,7 @@ from pixel_detective_dagster.defs.resources.storage import StorageResource
 from pixel_detective_dagster.models.batching import AdaptiveBatcher
 from pixel_detective_dagster.models.device import release_memory
 from pixel_detective_dagster.models.inference import InferenceOutcome, run_over_contents
-from pixel_detective_dagster.models.registry import LoadedModel
+from pixel_detective_dagster.models.registry import LoadedModel, ModelLoadError
 from pixel_detective_dagster.storage.artifacts import write_parquet, write_vectors
 
 R = TypeVar("R")
@@ -79,8 +80,9 @@ def run_model_step(
     """
     outcomes, paths, hashes_seen = [], [], []
     retries_before = step.batcher.oom_retries
+    keys, started = context.partition_keys, time.perf_counter()
     try:
-        for key in context.partition_keys:
+        for done, key in enumerate(keys, 1):
             batch = batch_context(storage.catalog, storage.layout, key)
             items = batch.ready_contents()
             cached = step.get_cached(step.identity, [h for h, _ in items])
@@ -101,10 +103,9 @@ def run_model_step(
             outcomes.append(outcome)
             hashes_seen += hashes
             context.log.info(
-                f"{key} {step.name}: {outcome.computed} computed ({outcome.from_previews} from previews), "
-                f"{outcome.cached} cached, "
-                f"{outcome.images_per_second:.1f} img/s, waited {outcome.decode_wait_seconds:.2f} s "
-                f"for decoders"
+                f"{key} {step.name} [{done}/{len(keys)}, {progress(started, done, len(keys))}]: "
+                f"{outcome.computed} computed ({outcome.from_previews} from previews), {outcome.cached} cached, "
+                f"{outcome.images_per_second:.1f} img/s, waited {outcome.decode_wait_seconds:.2f} s for decoders"
             )
     finally:
         release_memory(step.batcher.device)
@@ -117,9 +118,28 @@ def run_model_step(
     return metadata, data_version(step.identity, hashes_seen)
 
 
+def progress(started: float, done: int, total: int) -> str:
+    """Elapsed time and, while batches remain, an ETA at the pace so far."""
+    elapsed = time.perf_counter() - started
+    left = elapsed / done * (total - done)
+    return f"{elapsed:.0f} s" + (f", ETA {left:.0f} s" if done < total else "")
+
+
 def data_version(identity: str, hashes: Sequence[str]) -> DataVersion:
     """The model identity plus the contents it ran over: equal inputs and model, equal version."""
     return DataVersion(hashlib.sha256("\n".join([identity, *sorted(hashes)]).encode()).hexdigest()[:16])
+
+
+def load_model(
+    context: AssetExecutionContext, resource: ClipModelResource | CaptionModelResource
+) -> tuple[Any, LoadedModel]:
+    """The resource's model, announced first (a cold load takes a while); a model that cannot be loaded
+    fails the step with the one-line hint as its error message, the one the UI shows first."""
+    context.log.info(f"loading model {resource.model} (the first load in a process can take a while) ...")
+    try:
+        return resource.load()
+    except ModelLoadError as exc:
+        raise Failure(description=str(exc), allow_retries=False) from exc
 
 
 def _result(
@@ -136,7 +156,7 @@ def clip_embeddings(
     context: AssetExecutionContext, storage: StorageResource, clip_model: ClipModelResource
 ) -> MaterializeResult:
     """L2-normalised float32 open_clip image embeddings, one per unique content, cached by (model, hash)."""
-    encoder, loaded = clip_model.load()
+    encoder, loaded = load_model(context, clip_model)
 
     def write(batch: BatchContext, hashes: list[str], vectors: list[np.ndarray]) -> Path:
         matrix = np.stack(vectors) if vectors else np.zeros((0, encoder.dim), np.float32)
@@ -169,7 +189,7 @@ def blip_captions(
     context: AssetExecutionContext, storage: StorageResource, caption_model: CaptionModelResource
 ) -> MaterializeResult:
     """One caption per unique content from a transformers captioner (BLIP by default), cached by (model, hash)."""
-    captioner, loaded = caption_model.load()
+    captioner, loaded = load_model(context, caption_model)
 
     def write(batch: BatchContext, hashes: list[str], captions: list[str]) -> Path:
         frame = pd.DataFrame(

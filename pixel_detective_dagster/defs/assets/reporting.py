@@ -5,18 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from dagster import MetadataValue
 
+from pixel_detective_dagster.defs.assets.map_page import write_map_page
 from pixel_detective_dagster.defs.assets.ui_metadata import cluster_map_markdown, contact_sheet_markdown, display_labels
 from pixel_detective_dagster.index.duplicates import Duplicates
-from pixel_detective_dagster.index.points import LoadTimes
+from pixel_detective_dagster.index.points import IndexPoint, LoadTimes
 from pixel_detective_dagster.models.registry import LoadedModel
 from pixel_detective_dagster.projection import MapUpdate
 from pixel_detective_dagster.projection.labels import cluster_summary
 
 MAX_TABLE_ROWS = 50
 MAX_GROUPS = 10  # groups of each kind shown in the UI (the artifact has them all)
+MAP_PAGE = "map.html"  # interactive map, next to the collection's image_clusters.parquet
 
 
 def failures_table(failures: Sequence[tuple[str, str]]) -> MetadataValue:
@@ -64,11 +67,23 @@ def thumbnail_metadata(frames: Sequence[pd.DataFrame], seconds: float) -> dict[s
     }
 
 
-def map_metadata(update: MapUpdate, points: int, written: int, path: Path) -> dict[str, object]:
-    """How one collection's map was updated (fit or transform and why), its quality and its artifact."""
+def map_picture(update: MapUpdate, points: Sequence[IndexPoint]) -> MetadataValue:
+    """The updated map, coloured by the clusters the points had so far (new points grey until clustered)."""
+    payloads = {p.id: p.payload for p in points}
+    labels = np.array([payloads.get(i, {}).get("cluster", -1) for i in update.ids], dtype=np.int64)
+    names = {
+        int(p["cluster"]): p["cluster_name"]
+        for p in payloads.values()
+        if p.get("cluster", -1) >= 0 and p.get("cluster_name")
+    }
+    return cluster_map_markdown(update.coords, labels, names, "colours: clusters so far; grey: noise or new points")
+
+
+def map_metadata(update: MapUpdate, points: Sequence[IndexPoint], written: int, path: Path) -> dict[str, object]:
+    """How one collection's map was updated (fit or transform and why), its quality, picture and artifact."""
     reducer = update.reducer
     details = {
-        "points": points,
+        "points": len(points),
         "mode": update.mode,
         "reason": update.reason,
         "method": reducer.method if reducer else None,
@@ -78,14 +93,20 @@ def map_metadata(update: MapUpdate, points: int, written: int, path: Path) -> di
         **{f"points_{kind}": count for kind, count in update.counts().items()},
         "payloads_updated": written,
         "seconds": round(update.seconds, 3),
+        "map": map_picture(update, points),
         "artifact": MetadataValue.path(str(path)),
     }
     return {key: value for key, value in details.items() if value is not None}
 
 
-def cluster_metadata(table: pd.DataFrame, written: int, path: Path) -> dict[str, object]:
-    """Cluster counts, names and the cluster map picture of one collection's labelled map table."""
+def cluster_metadata(table: pd.DataFrame, written: int, path: Path, collection: str) -> dict[str, object]:
+    """Cluster counts, names, the cluster map picture and the interactive map page of one collection's
+    labelled map table (the page is written next to the table)."""
     named = table[table["cluster"] >= 0].drop_duplicates("cluster")
+    xy = table[["x", "y"]].to_numpy()
+    labels = display_labels(table["cluster"].to_numpy(), table["kmeans_cluster"].to_numpy())
+    names = dict(zip(named["cluster"].astype(int), named["cluster_name"]))
+    page = write_map_page(path.with_name(MAP_PAGE), collection, xy, labels, names, table["path"].astype(str).tolist())
     return {
         "points": len(table),
         "density_clusters": int(named["cluster"].nunique()),
@@ -94,11 +115,8 @@ def cluster_metadata(table: pd.DataFrame, written: int, path: Path) -> dict[str,
         "kmeans_k": int(table["kmeans_cluster"].nunique()),
         "payloads_updated": written,
         "cluster_names": MetadataValue.md(cluster_summary(table)),
-        "map": cluster_map_markdown(
-            table[["x", "y"]].to_numpy(),
-            display_labels(table["cluster"].to_numpy(), table["kmeans_cluster"].to_numpy()),
-            dict(zip(named["cluster"].astype(int), named["cluster_name"])),
-        ),
+        "map": cluster_map_markdown(xy, labels, names),
+        "map_page": MetadataValue.path(str(page)),
         "artifact": MetadataValue.path(str(path)),
     }
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dagster import ConfigurableResource
 
+from pixel_detective_dagster.index.connection import DEFAULT_PREFIX, IndexConnection, IndexUnavailableError
 from pixel_detective_dagster.index.points import IndexSettings
-from pixel_detective_dagster.index.vector_index import EdgeIndex, ServerIndex, VectorIndex
-from pixel_detective_dagster.storage.layout import DataLayout, validate_collection
+from pixel_detective_dagster.index.vector_index import VectorIndex
 
-
-class IndexUnavailableError(ConnectionError):
-    """The configured Qdrant server cannot be used (the message names its URL, never the API key)."""
+__all__ = ["IndexUnavailableError", "VectorIndexResource"]
 
 
 class VectorIndexResource(ConfigurableResource):
@@ -19,7 +19,7 @@ class VectorIndexResource(ConfigurableResource):
     url: str | None = None
     api_key: str | None = None
     prefer_grpc: bool = False
-    collection_prefix: str = "pixel_detective_"
+    collection_prefix: str = DEFAULT_PREFIX
     on_disk_above: int = IndexSettings.on_disk_above
     quantization: bool = IndexSettings.quantization
     upsert_batch: int = IndexSettings.upsert_batch
@@ -28,27 +28,15 @@ class VectorIndexResource(ConfigurableResource):
     def settings(self) -> IndexSettings:
         return IndexSettings(self.on_disk_above, self.quantization, self.upsert_batch)
 
-    def for_collection(
-        self,
-        layout: DataLayout,
-        collection: str,
-        dim: int | None = None,
-        model: str | None = None,
-        expected_points: int = 0,
-    ) -> VectorIndex:
-        """The collection's index, writing / searching the vector slot of CLIP ``model`` (or its only slot)."""
-        validate_collection(collection)
-        if not self.url:
-            return EdgeIndex(layout.index_dir(collection), self.settings, model, dim, expected_points)
-        from qdrant_client import QdrantClient
+    @property
+    def connection(self) -> IndexConnection:
+        return IndexConnection(self.url, self.api_key, self.prefer_grpc, self.collection_prefix, self.settings)
 
-        client = QdrantClient(url=self.url, api_key=self.api_key, prefer_grpc=self.prefer_grpc)
-        try:
-            client.get_collections()
-        except Exception as exc:  # noqa: BLE001 - connection refused, DNS, TLS, auth: all mean "no index to write to"
-            raise IndexUnavailableError(f"Qdrant server at {self.url} is unreachable or refused us: {exc}") from None
-        return ServerIndex(client, f"{self.collection_prefix}{collection}", self.settings, model, dim, expected_points)
+    @property
+    def for_collection(self) -> Callable[..., VectorIndex]:
+        """``IndexConnection.for_collection``: the collection's index, on the vector slot of a CLIP model."""
+        return self.connection.for_collection
 
     @property
     def backend(self) -> str:
-        return "qdrant-server" if self.url else "qdrant-edge"
+        return self.connection.backend

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource, EnvVar
 
-from pixel_detective_dagster.defs.resources.env import env_fields
+from pixel_detective_dagster.defs.resources.env import env_fields, setting
+from pixel_detective_dagster.models.availability import load_local
 from pixel_detective_dagster.models.captioner import (
     CAPTION_MODEL_ENV,
     DEFAULT_CAPTION_MODEL,
@@ -33,8 +33,10 @@ from pixel_detective_dagster.models.clip import (
 from pixel_detective_dagster.models.device import DEVICE_ENV, resolve_target
 from pixel_detective_dagster.models.input_sizes import caption_input_side, clip_input_side
 from pixel_detective_dagster.models.registry import LoadedModel
+from pixel_detective_dagster.storage.settings import Settings, current
 
 COMPILE_ENV = "PIXEL_DETECTIVE_COMPILE"
+DOWNLOAD_ENV = "PIXEL_DETECTIVE_MODEL_DOWNLOAD"
 # field -> environment variable, per resource; int fields are read with EnvVar.int
 CLIP_ENV = {
     "model": CLIP_MODEL_ENV,
@@ -93,9 +95,22 @@ class ClipModelResource(ConfigurableResource):
     batch_size: int = 0
     engine: str = "auto"
 
+    allow_download: bool = False
+
     def load(self) -> tuple[ClipEncoder, LoadedModel]:
-        encoder, seconds, cached = load_clip(
-            self.model, self.pretrained, self.device, self.precision, self.compile_model, self.batch_size, self.engine
+        encoder, seconds, cached = load_local(
+            "CLIP",
+            self.model,
+            self.allow_download,
+            lambda: load_clip(
+                self.model,
+                self.pretrained,
+                self.device,
+                self.precision,
+                self.compile_model,
+                self.batch_size,
+                self.engine,
+            ),
         )
         return encoder, LoadedModel(encoder.identity, seconds, cached, encoder.random_weights)
 
@@ -135,9 +150,14 @@ class CaptionModelResource(ConfigurableResource):
     def generation(self) -> Generation:
         return Generation(_value(self.max_new_tokens), _value(self.num_beams), _value(self.prompt) or None)
 
+    allow_download: bool = False
+
     def load(self) -> tuple[Captioner, LoadedModel]:
-        loaded, seconds, cached = load_captioner(
-            self.model, self.device, self.precision, self.compile_model, self.batch_size
+        loaded, seconds, cached = load_local(
+            "caption",
+            self.model,
+            self.allow_download,
+            lambda: load_captioner(self.model, self.device, self.precision, self.compile_model, self.batch_size),
         )
         captioner = loaded.with_generation(self.generation)
         return captioner, LoadedModel(captioner.identity, seconds, cached, captioner.random_weights)
@@ -159,11 +179,12 @@ class CaptionModelResource(ConfigurableResource):
         )
 
 
-def model_resources_from_env() -> dict[str, ConfigurableResource]:
-    compile_model = os.environ.get(COMPILE_ENV, "").lower() in {"1", "true", "yes"}
+def model_resources_from_env(settings: Settings | None = None) -> dict[str, ConfigurableResource]:
+    settings = settings or current()
+    common = {"compile_model": setting(COMPILE_ENV, settings), "allow_download": setting(DOWNLOAD_ENV, settings)}
     return {
-        "clip_model": ClipModelResource(compile_model=compile_model, **env_fields(CLIP_ENV, {"batch_size"})),
+        "clip_model": ClipModelResource(**common, **env_fields(CLIP_ENV, {"batch_size"}, settings)),
         "caption_model": CaptionModelResource(
-            compile_model=compile_model, **env_fields(CAPTION_ENV, {"batch_size", "max_new_tokens", "num_beams"})
+            **common, **env_fields(CAPTION_ENV, {"batch_size", "max_new_tokens", "num_beams"}, settings)
         ),
     }

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from dagster import ConfigurableResource
@@ -17,6 +16,7 @@ from pixel_detective_dagster.projection import (
     make_engine,
 )
 from pixel_detective_dagster.storage.layout import DataLayout
+from pixel_detective_dagster.storage.settings import Settings, current
 
 REFIT_ENV = "PIXEL_DETECTIVE_PROJECTION_REFIT"
 REFIT_FRACTION_ENV = "PIXEL_DETECTIVE_PROJECTION_REFIT_FRACTION"
@@ -50,13 +50,11 @@ class ProjectionResource(ConfigurableResource):
         return ModelStore(layout.collection_dir(collection) / MODEL_FILE)
 
 
-def refit_from_env() -> dict[str, Any]:
-    """``refit`` / ``refit_fraction`` from the environment, where set (Dagster's EnvVar only fills strings)."""
-    values: dict[str, Any] = {}
-    if flag := os.environ.get(REFIT_ENV, "").strip().lower():
-        if flag not in ("1", "true", "yes", "0", "false", "no"):
-            raise ValueError(f"{REFIT_ENV} must be true/false/1/0, not {flag!r}")
-        values["refit"] = flag in ("1", "true", "yes")
-    if fraction := os.environ.get(REFIT_FRACTION_ENV, "").strip():
-        values["refit_fraction"] = float(fraction)
-    return values
+def refit_from_env(settings: Settings | None = None) -> dict[str, Any]:
+    """``refit`` / ``refit_fraction`` from the environment or settings.toml (Dagster's EnvVar only fills strings)."""
+    settings = settings or current()
+    return {
+        field: settings.get(var)
+        for field, var in (("refit", REFIT_ENV), ("refit_fraction", REFIT_FRACTION_ENV))
+        if settings.resolve(var).source != "default"
+    }
