@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export PIXEL_DETECTIVE_HOME ?= $(CURDIR)/.pixel_detective
 export DAGSTER_HOME ?= $(PIXEL_DETECTIVE_HOME)/dagster_home
 
-.PHONY: install demo test lint format dev bench clean
+.PHONY: install demo test lint format dev serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ bench: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/python -m pixel_detective_dagster.app.instance_config $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
+
+serve: $(STAMP)
+	$(BIN)/pixel-detective serve
 
 clean:
 	rm -rf $(VENV) .pixel_detective demo_images test-artifacts

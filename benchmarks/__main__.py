@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, format_table, machine, write_json
 
-MODULES = ("files", "ingest", "models", "index", "duplicates", "projection", "raw", "large_images")
+MODULES = ("files", "ingest", "models", "index", "duplicates", "projection", "raw", "large_images", "serve")
 
 
 def main() -> None:

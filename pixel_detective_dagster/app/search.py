@@ -51,6 +51,32 @@ class SearchResponse:
     mode: str = "text"
     offset: int = 0
 
+    def as_json(self) -> dict[str, Any]:
+        """The response as ``search --json`` prints it (the search service's API adds to it)."""
+        return {
+            "collection": self.collection,
+            "query": self.query,
+            "mode": self.mode,
+            "model": self.model,
+            "not_semantic": self.random_weights,
+            "offset": self.offset,
+            "results": [r.as_dict() for r in self.results],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SearchResponse:
+        names = SearchResult.__dataclass_fields__
+        results = [SearchResult(**{k: v for k, v in r.items() if k in names}) for r in data["results"]]
+        return cls(
+            data["collection"],
+            data["query"],
+            data["model"],
+            results,
+            data["not_semantic"],
+            data["mode"],
+            data["offset"],
+        )
+
 
 @dataclass(frozen=True)
 class SearchRequest:
@@ -58,13 +84,14 @@ class SearchRequest:
 
     collection: str
     text: str | None = None  # CLIP text -> image
-    image: Path | None = None  # example image, in the collection or not
+    image: Path | bytes | None = None  # example image (a file or its bytes), in the collection or not
     like: str | None = None  # more like this: a point id or a path in the collection
     caption: str | None = None  # caption full-text, ranked by BM25
     hybrid: bool = False  # fuse the CLIP ranking of ``text`` with the caption ranking of the same words (RRF)
     filters: SearchFilters = field(default_factory=SearchFilters)
     limit: int = 10
     offset: int = 0
+    browse: bool = False  # no query and no filter is fine: list the collection (the web page's first view)
 
     @property
     def mode(self) -> str:
@@ -73,7 +100,7 @@ class SearchRequest:
             raise ValueError(f"give one query, not {' and '.join(given)}")
         if self.hybrid and given != ["text"]:
             raise ValueError("--hybrid fuses a text query with the captions: give a text query")
-        if not given and self.filters.is_empty():
+        if not given and self.filters.is_empty() and not self.browse:
             raise ValueError("give a text query, --image PATH, --like POINT, --caption WORDS or a filter")
         return "hybrid" if self.hybrid else (given[0] if given else "browse")
 
@@ -84,11 +111,17 @@ def search(collection: str, text: str | None = None, image: Path | None = None, 
 
 
 def run_search(request: SearchRequest) -> SearchResponse:
-    mode = request.mode
     with build_resources(resources_from_env()) as resources:
-        root = resources.storage.catalog.collection(request.collection).root
-        searcher = _Searcher(resources, request.collection)
-        hits, label = searcher.run(request, mode, root)
+        index = resources.vector_index.for_collection(resources.storage.layout, request.collection)
+        return search_in(resources, index, request)
+
+
+def search_in(resources: Any, index: VectorIndex, request: SearchRequest) -> SearchResponse:
+    """One request against ``index`` with already built resources (the search service keeps both open)."""
+    mode = request.mode
+    root = resources.storage.catalog.collection(request.collection).root
+    searcher = _Searcher(resources, request.collection, index)
+    hits, label = searcher.run(request, mode, root)
     return SearchResponse(
         request.collection,
         label,
@@ -116,10 +149,10 @@ def duplicates(collection: str, threshold: float = DEFAULT_THRESHOLD) -> Duplica
 class _Searcher:
     """Picks the vector slot and query vector for one request; loads CLIP only when a query must be encoded."""
 
-    def __init__(self, resources: Any, collection: str):
+    def __init__(self, resources: Any, collection: str, index: VectorIndex):
         self.resources = resources
         self.collection = collection
-        self.index: VectorIndex = resources.vector_index.for_collection(resources.storage.layout, collection)
+        self.index = index
         self.model_label = ", ".join(self.index.vector_names()) or "(empty index)"
         self.random_weights = False
         self._encoder: Any = None
@@ -146,9 +179,8 @@ class _Searcher:
         found = self.index.retrieve([pid], with_vectors=True)
         return found[0].vector if found else None
 
-    def image_vector(self, path: Path) -> tuple[np.ndarray, str | None]:
+    def image_vector(self, data: bytes) -> tuple[np.ndarray, str | None]:
         """The stored vector when this content is in the collection (and its point id), else a fresh embedding."""
-        data = _query_file(path, "--image")
         pid = point_id(self.collection, content_hash(data))
         stored = self.stored_vector(pid)
         if stored is not None:
@@ -164,8 +196,10 @@ class _Searcher:
                     return self.index.hybrid(vector, r.text or "", r.limit, r.offset, r.filters), r.text or ""
                 return self.index.search(vector, r.limit, r.offset, r.filters), r.text or ""
             if mode == "image":
-                vector, _ = self.image_vector(Path(r.image or ""))
-                return self.index.search(vector, r.limit, r.offset, r.filters), str(r.image)
+                image = r.image if isinstance(r.image, bytes) else _query_file(Path(r.image or ""), "--image")
+                vector, _ = self.image_vector(image)
+                label = "uploaded image" if isinstance(r.image, bytes) else str(r.image)
+                return self.index.search(vector, r.limit, r.offset, r.filters), label
             if mode == "like":
                 pid = _point_of(r.like or "", self.collection, root)
                 vector = self.stored_vector(pid)
