@@ -284,7 +284,7 @@ def test_cli_search_uses_a_running_service(
     capsys.readouterr()
     assert main(["search", "a cat", "--collection", "lib", "--json", "--limit", "3"]) == 0
     in_process = capsys.readouterr()
-    assert "in-process" in in_process.err
+    assert "searched in-process" in in_process.err
     server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -296,7 +296,7 @@ def test_cli_search_uses_a_running_service(
         assert find_service(home) == f"http://127.0.0.1:{port}"
         assert main(["search", "a cat", "--collection", "lib", "--json", "--limit", "3"]) == 0
         through = capsys.readouterr()
-        assert "running search service" in through.err
+        assert "searched through the running search service" in through.err
         assert json.loads(through.out) == json.loads(in_process.out)
         query = min((library / "trip").glob("*.jpg"))
         for argv in (["--image", str(query)], ["--like", str(query.relative_to(library))], ["--duplicates"]):

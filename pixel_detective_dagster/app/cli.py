@@ -65,14 +65,13 @@ def _search(args: argparse.Namespace) -> int:
     from pixel_detective_dagster.storage.layout import resolve_home
 
     url = find_service(resolve_home())
-    if url:
-        print(f"searching through the running search service at {url}", file=sys.stderr)
-    else:
-        print(
-            "searching in-process (no search service running; `pixel-detective serve` keeps models loaded)",
-            file=sys.stderr,
-        )
     response = _search_through(args, url) if url else _search_in_process(args)
+    print(  # after the search, so an error stays one line
+        f"searched through the running search service at {url}"
+        if url
+        else "searched in-process (no search service running; `pixel-detective serve` keeps models loaded)",
+        file=sys.stderr,
+    )
     if args.json:
         print(json.dumps(response.as_json(), indent=2))
     else:
