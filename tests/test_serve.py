@@ -308,3 +308,13 @@ def test_cli_search_uses_a_running_service(
         thread.join(timeout=10)
         remove_service_file(home)
     assert find_service(home) is None
+
+
+def test_assets_link_the_search_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pixel_detective_dagster.defs.assets.reporting import search_page_links
+
+    monkeypatch.delenv("PIXEL_DETECTIVE_SEARCH_URL", raising=False)
+    assert search_page_links(["lib"]) == {}
+    monkeypatch.setenv("PIXEL_DETECTIVE_SEARCH_URL", "http://photos.local:8765/")
+    links = search_page_links(["lib", "trips"])
+    assert links["lib/search_page"].value == "http://photos.local:8765/?collection=lib" and len(links) == 2

@@ -71,6 +71,12 @@ def thumbnails_loaded(page: Page, selector: str) -> int:
     )
 
 
+def settle(page: Page, cards: int) -> None:
+    """Wait for ``cards`` thumbnails to load and fade in."""
+    page.wait_for_function(f"() => document.querySelectorAll('.card img.loaded').length >= {cards}")
+    page.wait_for_timeout(400)
+
+
 def test_search_page(service_url: str, photos: Path, tmp_path: Path) -> None:
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -84,14 +90,14 @@ def test_search_page(service_url: str, photos: Path, tmp_path: Path) -> None:
             page.goto(service_url)
             expect(page.locator(".card")).to_have_count(14)
             expect(page.locator("#banner")).to_contain_text("Not semantic")
-            page.wait_for_function("() => document.querySelectorAll('.card img.loaded').length === 14")
+            settle(page, 14)
             assert thumbnails_loaded(page, ".card img") == 14
             page.screenshot(path=shots / "1_browse.png")
 
             page.fill("#query", "a dog running on the beach")
             page.click("#search-form button[type=submit]")
             expect(page.locator("#results-summary")).to_contain_text("a dog running on the beach")
-            page.wait_for_function("() => document.querySelectorAll('.card img.loaded').length >= 14")
+            settle(page, 14)
             page.screenshot(path=shots / "2_text_search.png")
 
             page.locator(".card").first.click()
@@ -102,13 +108,13 @@ def test_search_page(service_url: str, photos: Path, tmp_path: Path) -> None:
             page.click("#detail-like")
             expect(page.locator("#query-chip")).to_contain_text("More like this image")
             expect(page.locator(".card")).to_have_count(13)  # every other image, not the one itself
-            page.wait_for_function("() => document.querySelectorAll('.card img.loaded').length === 13")
+            settle(page, 13)
             page.screenshot(path=shots / "4_more_like_this.png")
 
             page.set_input_files("#upload-input", str(min(photos.glob("*.jpg"))))
             expect(page.locator("#query-chip")).to_contain_text("Images like your upload")
             expect(page.locator(".card")).to_have_count(14)
-            page.wait_for_function("() => document.querySelectorAll('.card img.loaded').length === 14")
+            settle(page, 14)
             page.screenshot(path=shots / "5_upload.png")
 
             dropped = base64.b64encode(sorted(photos.glob("*.jpg"))[1].read_bytes()).decode()

@@ -32,6 +32,9 @@ async function api(path, params = {}, init = {}) {
   return response;
 }
 
+// paths are shown right-aligned (their file name matters most): a left-to-right mark keeps "/" in place
+const ltr = (text) => `\u200e${text}\u200e`;
+
 function thumbImg(url, alt = "") {
   const img = el("img", { src: url, alt, loading: "lazy", decoding: "async" });
   img.addEventListener("load", () => img.classList.add("loaded"));
@@ -135,7 +138,7 @@ function card(r, ranked) {
     onkeydown: (e) => { if (e.key === "Enter") openDetail(r.id); } },
   el("div", { class: "thumb" }, thumbImg(r.thumbnail_url, r.caption), score),
   el("div", { class: "body" }, el("div", { class: "caption", text: r.caption || "(no caption)" }),
-    el("div", { class: "path", title: r.path, text: r.path })));
+    el("div", { class: "path", title: r.path, text: ltr(r.path) })));
 }
 
 // -- detail -----------------------------------------------------------------------------------
@@ -262,7 +265,7 @@ function duplicateGroup(group) {
     el("div", { class: "similarity", text: title }),
     el("div", { class: "images" }, ...group.members.map((m) => el("figure", {},
       el("img", { src: m.thumbnail_url, alt: m.paths[0].split("/").pop(), loading: "lazy", onclick: () => openDetail(m.id) }),
-      el("figcaption", { title: m.paths.join("\n"), text: m.paths.length > 1 ? `${m.paths[0]} (+${m.paths.length - 1})` : m.paths[0] })))));
+      el("figcaption", { title: m.paths.join("\n"), text: ltr(m.paths.length > 1 ? `${m.paths[0]} (+${m.paths.length - 1})` : m.paths[0]) })))));
 }
 
 // -- wiring -----------------------------------------------------------------------------------
