@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.harness import Figure, run_module, seconds
-from benchmarks.index import WORDS, make_points
+from benchmarks.index import DIM, WORDS, Library
 from pixel_detective_dagster.catalog.store import Catalog
 from pixel_detective_dagster.index.edge import EdgeIndex
 from pixel_detective_dagster.models.clip import load_clip
@@ -41,11 +41,12 @@ QUERIES = [f"a photo of a {a} near a {b}" for a in WORDS for b in WORDS[::3]]
 
 
 def build_collection(layout: DataLayout, clip_dir: Path, points: int) -> None:
-    """Collection ``bench``: ``points`` random unit vectors of the CLIP model's size, HNSW built."""
+    """Collection ``bench``: the index benchmark's synthetic library (random unit vectors when the CLIP model's
+    size is not 512), HNSW built."""
     encoder = load_clip(str(clip_dir))[0]
     rng = np.random.default_rng(1)
-    data = make_points(points)
-    for p in data:
+    data = [p for _, _, chunk in Library(points).chunks() for p in chunk]
+    for p in data if encoder.dim != DIM else ():
         vector = rng.normal(size=encoder.dim).astype(np.float32)
         p.vector = vector / np.linalg.norm(vector)
     (layout.home / "photos").mkdir(parents=True, exist_ok=True)
