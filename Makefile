@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(PIXEL_DETECTIVE_HOME)/dagster_home
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install demo test lint format dev bench clean
+.PHONY: install demo test lint format dev serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench: $(STAMP)
 # `make dev PORT=3001 HOST=...` (127.0.0.1 unless asked); Ctrl-C or SIGTERM to `pixel-detective dev` stops every Dagster process
 dev: $(STAMP)
 	exec $(BIN)/pixel-detective dev --host $(HOST) --port $(PORT)
+
+serve: $(STAMP)
+	$(BIN)/pixel-detective serve
 
 clean:
 	rm -rf $(VENV) .pixel_detective demo_images test-artifacts

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, format_table, machine, write_json
 
-MODULES = ("files", "ingest", "models", "index", "duplicates", "projection", "raw", "large_images", "cli")
+MODULES = ("files", "ingest", "models", "index", "duplicates", "projection", "raw", "large_images", "cli", "serve")
 
 
 def main() -> None:

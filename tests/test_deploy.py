@@ -60,7 +60,9 @@ def test_deploy_instance_is_postgres_and_docker_and_matches_the_template() -> No
 def test_compose_wires_postgres_daemon_webserver_user_code_and_qdrant() -> None:
     compose, deploy = load("docker-compose.yml"), load("deploy/dagster.yaml")
     services = compose["services"]
-    assert set(services) == {"postgres", "qdrant", "user_code", "webserver", "daemon"}
+    assert set(services) == {"postgres", "qdrant", "user_code", "webserver", "daemon", "search"}
+    assert services["search"]["entrypoint"][:2] == ["pixel-detective", "serve"]
+    assert "PIXEL_DETECTIVE_API_TOKEN" in services["search"]["environment"]  # it binds 0.0.0.0
     assert (REPO / services["user_code"]["build"]["dockerfile"]).is_file()
     env = services["user_code"]["environment"]
     assert env["QDRANT_URL"] == "http://qdrant:6333" and env["DAGSTER_CURRENT_IMAGE"] == services["user_code"]["image"]

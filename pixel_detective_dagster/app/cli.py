@@ -17,10 +17,11 @@ from pixel_detective_dagster.catalog.store import UnknownCollectionError
 from pixel_detective_dagster.index.points import DUPLICATE_THRESHOLD
 from pixel_detective_dagster.models.registry import ModelLoadError
 from pixel_detective_dagster.quiet import quiet
-from pixel_detective_dagster.storage.layout import InvalidNameError
+from pixel_detective_dagster.storage.layout import InvalidNameError, validate_collection
 from pixel_detective_dagster.storage.settings import SECRET_KEYS, current, lookup
 
 if TYPE_CHECKING:
+    from pixel_detective_dagster.app.search import SearchRequest, SearchResponse
     from pixel_detective_dagster.index.duplicates import Duplicates  # pandas + scipy: imported by --duplicates only
 
 
@@ -63,17 +64,38 @@ def _filters(args: argparse.Namespace) -> Any:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from pixel_detective_dagster.app.search import SearchRequest, duplicates, print_results, run_search
+    from pixel_detective_dagster.app.search import duplicates, print_results  # lazy: see the module docstring
 
-    if args.duplicates:
+    if args.duplicates:  # index work only, no model to load: always in-process
         found = duplicates(args.collection, args.threshold)
         if args.json:
             print(json.dumps({"collection": args.collection, **found.as_dict(args.limit)}, indent=2))
         else:
             _print_duplicates(found, args.limit)
         return 0
-    request = SearchRequest(
-        args.collection,
+    from pixel_detective_dagster.app.serve.discovery import find_service
+    from pixel_detective_dagster.storage.layout import resolve_home
+
+    url = find_service(resolve_home())
+    response = _search_through(args, url) if url else _search_in_process(args)
+    print(  # after the search, so an error stays one line
+        f"searched through the running search service at {url}"
+        if url
+        else "searched in-process (no search service running; `pixel-detective serve` keeps models loaded)",
+        file=sys.stderr,
+    )
+    if args.json:
+        print(json.dumps(response.as_json(), indent=2))
+    else:
+        print_results(response)
+    return 0
+
+
+def _search_request(args: argparse.Namespace) -> SearchRequest:
+    from pixel_detective_dagster.app.search import SearchRequest
+
+    return SearchRequest(
+        validate_collection(args.collection),
         text=args.text,
         image=Path(args.image) if args.image else None,
         like=args.like,
@@ -83,25 +105,20 @@ def _search(args: argparse.Namespace) -> int:
         limit=args.limit,
         offset=args.offset,
     )
-    response = run_search(request)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "collection": response.collection,
-                    "query": response.query,
-                    "mode": response.mode,
-                    "model": response.model,
-                    "not_semantic": response.random_weights,
-                    "offset": response.offset,
-                    "results": [r.as_dict() for r in response.results],
-                },
-                indent=2,
-            )
-        )
-    else:
-        print_results(response)
-    return 0
+
+
+def _search_through(args: argparse.Namespace, url: str) -> SearchResponse:
+    from pixel_detective_dagster.app.search import SearchResponse
+    from pixel_detective_dagster.app.serve.client import ServiceClient
+
+    request = _search_request(args)  # a malformed request fails here, as in-process
+    return SearchResponse.from_json(ServiceClient(url).search(request.collection, request.mode, args))
+
+
+def _search_in_process(args: argparse.Namespace) -> SearchResponse:
+    from pixel_detective_dagster.app.search import run_search  # lazy: heavy start-up, unneeded by other commands
+
+    return run_search(_search_request(args))
 
 
 def _print_duplicates(found: Duplicates, limit: int) -> None:
@@ -234,6 +251,12 @@ def _models_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.app.serve.run import serve  # lazy: heavy start-up, unneeded by other commands
+
+    return serve(args.host, args.port, args.collection and validate_collection(args.collection))
+
+
 def _make_tiny(args: argparse.Namespace) -> int:
     from pixel_detective_dagster.models.tiny import make_tiny_models  # lazy: heavy start-up, unneeded by other commands
 
@@ -344,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_config)
 
+    p = commands.add_parser("serve", help="search service and web page with models kept loaded (FastAPI)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="bind address; other than loopback needs PIXEL_DETECTIVE_API_TOKEN"
+    )
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--collection", help="collection the page opens with (default: the first)")
+    p.set_defaults(func=_serve)
+
     models = commands.add_parser("models", help="choose, fetch or make models").add_subparsers(
         dest="models_command", required=True
     )
@@ -359,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = models.add_parser("fetch", parents=[common], help="download the configured models' weights (needs network)")
     p.set_defaults(func=_models_fetch)
     p = models.add_parser("make-tiny", parents=[common], help="write tiny random-weight CLIP and BLIP models")
+
     p.add_argument("dir")
     p.set_defaults(func=_make_tiny)
 

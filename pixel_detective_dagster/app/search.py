@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pixel_detective_dagster.index.duplicates import Duplicates
 
 NOT_SEMANTIC = "WARNING: this index was built with random-weight test models; results are NOT semantic."
+_TEXT_TOWERS: dict[Path, TextTower] = {}  # loaded once per process: the search service answers many queries
 
 
 @dataclass
@@ -56,6 +57,32 @@ class SearchResponse:
     mode: str = "text"
     offset: int = 0
 
+    def as_json(self) -> dict[str, Any]:
+        """The response as ``search --json`` prints it (the search service's API adds to it)."""
+        return {
+            "collection": self.collection,
+            "query": self.query,
+            "mode": self.mode,
+            "model": self.model,
+            "not_semantic": self.random_weights,
+            "offset": self.offset,
+            "results": [r.as_dict() for r in self.results],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SearchResponse:
+        names = SearchResult.__dataclass_fields__
+        results = [SearchResult(**{k: v for k, v in r.items() if k in names}) for r in data["results"]]
+        return cls(
+            data["collection"],
+            data["query"],
+            data["model"],
+            results,
+            data["not_semantic"],
+            data["mode"],
+            data["offset"],
+        )
+
 
 @dataclass(frozen=True)
 class SearchRequest:
@@ -63,13 +90,14 @@ class SearchRequest:
 
     collection: str
     text: str | None = None  # CLIP text -> image
-    image: Path | None = None  # example image, in the collection or not
+    image: Path | bytes | None = None  # example image (a file or its bytes), in the collection or not
     like: str | None = None  # more like this: a point id or a path in the collection
     caption: str | None = None  # caption full-text, ranked by BM25
     hybrid: bool = False  # fuse the CLIP ranking of ``text`` with the caption ranking of the same words (RRF)
     filters: SearchFilters = field(default_factory=SearchFilters)
     limit: int = 10
     offset: int = 0
+    browse: bool = False  # no query and no filter is fine: list the collection (the web page's first view)
 
     @property
     def mode(self) -> str:
@@ -78,7 +106,7 @@ class SearchRequest:
             raise ValueError(f"give one query, not {' and '.join(given)}")
         if self.hybrid and given != ["text"]:
             raise ValueError("--hybrid fuses a text query with the captions: give a text query")
-        if not given and self.filters.is_empty():
+        if not given and self.filters.is_empty() and not self.browse:
             raise ValueError("give a text query, --image PATH, --like POINT, --caption WORDS or a filter")
         return "hybrid" if self.hybrid else (given[0] if given else "browse")
 
@@ -89,14 +117,20 @@ def search(collection: str, text: str | None = None, image: Path | None = None, 
 
 
 def run_search(request: SearchRequest) -> SearchResponse:
-    mode = request.mode
     workspace = open_workspace()
     try:
-        root = workspace.catalog.collection(request.collection).root
-        searcher = _Searcher(workspace, request.collection)
-        hits, label = searcher.run(request, mode, root)
+        index = workspace.indexes.for_collection(workspace.layout, request.collection)
+        return search_in(workspace, index, request)
     finally:
         workspace.catalog.close()
+
+
+def search_in(workspace: Workspace, index: VectorIndex, request: SearchRequest) -> SearchResponse:
+    """One request against ``index`` (the search service keeps its workspace, models and index views open)."""
+    mode = request.mode
+    root = workspace.catalog.collection(request.collection).root
+    searcher = _Searcher(workspace, request.collection, index)
+    hits, label = searcher.run(request, mode, root)
     return SearchResponse(
         request.collection,
         label,
@@ -155,13 +189,23 @@ def text_tower_dir(workspace: Workspace) -> Path:
     )
 
 
+def cached_text_tower(directory: Path) -> TextTower | None:
+    """The cached text tower in ``directory``, opened once per process (None while there is none)."""
+    if directory not in _TEXT_TOWERS:
+        tower = load_text_tower(directory)
+        if tower is None:
+            return None
+        _TEXT_TOWERS[directory] = tower
+    return _TEXT_TOWERS[directory]
+
+
 class _Searcher:
     """Picks the vector slot and query vector for one request; loads CLIP only when a query must be encoded."""
 
-    def __init__(self, workspace: Workspace, collection: str):
+    def __init__(self, workspace: Workspace, collection: str, index: VectorIndex):
         self.workspace = workspace
         self.collection = collection
-        self.index: VectorIndex = workspace.indexes.for_collection(workspace.layout, collection)
+        self.index = index
         self.model_label = ", ".join(self.index.vector_names()) or "(empty index)"
         self.random_weights = False
         self._encoder: Any = None
@@ -191,7 +235,7 @@ class _Searcher:
         """From the cached text tower if there is one; else the full model, which then writes that cache."""
         directory = text_tower_dir(self.workspace)
         if self._text is None and self._encoder is None:
-            self._text = load_text_tower(directory)
+            self._text = cached_text_tower(directory)
         if self._text is not None:
             self._use(self._text.identity, self._text.random_weights)
             return self._text.encode_texts([text])[0]
@@ -207,11 +251,10 @@ class _Searcher:
         found = self.index.retrieve([pid], with_vectors=True)
         return found[0].vector if found else None
 
-    def image_vector(self, path: Path) -> tuple[np.ndarray, str | None]:
+    def image_vector(self, data: bytes) -> tuple[np.ndarray, str | None]:
         """The stored vector when this content is in the collection (and its point id), else a fresh embedding."""
         from pixel_detective_dagster.media.imaging import content_hash, decode_rgb
 
-        data = _query_file(path, "--image")
         pid = point_id(self.collection, content_hash(data))
         stored = self.stored_vector(pid)
         if stored is not None:
@@ -227,8 +270,10 @@ class _Searcher:
                     return self.index.hybrid(vector, r.text or "", r.limit, r.offset, r.filters), r.text or ""
                 return self.index.search(vector, r.limit, r.offset, r.filters), r.text or ""
             if mode == "image":
-                vector, _ = self.image_vector(Path(r.image or ""))
-                return self.index.search(vector, r.limit, r.offset, r.filters), str(r.image)
+                image = r.image if isinstance(r.image, bytes) else _query_file(Path(r.image or ""), "--image")
+                vector, _ = self.image_vector(image)
+                label = "uploaded image" if isinstance(r.image, bytes) else str(r.image)
+                return self.index.search(vector, r.limit, r.offset, r.filters), label
             if mode == "like":
                 pid = _point_of(r.like or "", self.collection, root)
                 vector = self.stored_vector(pid)

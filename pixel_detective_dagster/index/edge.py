@@ -5,6 +5,8 @@ A shard is opened exclusively (its WAL is locked), so each operation takes a per
 Writes land in an appendable segment and are searchable at once (exactly scanned); the optimizer
 pass that ``bulk()`` runs at the end builds the HNSW graph. That pass holds the shard, so queries
 from other processes wait for it (``health()`` reports it without waiting).
+Closing a shard that was written bumps the collection's generation file, so a long-lived reader
+(the search service, see ``index.live``) knows when to take a fresh copy (``copy_to``).
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ from pixel_detective_dagster.index.points import (
     record_point,
     scored_hits,
 )
+from pixel_detective_dagster.storage.tree_copy import copy_tree_sparse
 
 _OPEN_SHARDS: dict[str, Any] = {}  # shards this process holds open, by directory
 _THREAD_LOCKS: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
+_WRITTEN: set[str] = set()  # open shards written since they were opened
 
 
 def _dialect() -> FilterDialect:
@@ -158,6 +162,37 @@ class EdgeIndex(QdrantIndex):
                     del _OPEN_SHARDS[key]
                     shard.flush()
                     shard.close()
+                    if key in _WRITTEN:
+                        _WRITTEN.discard(key)
+                        self._bump_generation()
+
+    def _written(self) -> None:
+        _WRITTEN.add(str(self.directory.resolve()))
+
+    def _bump_generation(self) -> None:
+        tmp = self._sidecar("generation.tmp")
+        tmp.write_text(str(time.time_ns()))
+        tmp.replace(self._sidecar("generation"))
+
+    def generation(self) -> str:
+        """Changes whenever a writer closes the shard after writing (empty before the first write)."""
+        try:
+            return self._sidecar("generation").read_text()
+        except FileNotFoundError:
+            return ""
+
+    def copy_to(self, target: Path) -> str | None:
+        """Copy the closed, flushed shard to ``target`` under the collection lock; its generation, or ``None``
+        when there is no shard. Writers wait only for the copy, never for the reader's queries."""
+        key = str(self.directory.resolve())
+        with _THREAD_LOCKS[key]:
+            if key in _OPEN_SHARDS:
+                raise RuntimeError(f"{self.directory.name}: close the index session before copying it")
+            with self._locked():
+                if not self.exists():
+                    return None
+                copy_tree_sparse(self.directory, target)
+                return self.generation()
 
     def _vector_params(self, qe: Any) -> Any:
         if not (self.dim and self.model):
@@ -187,6 +222,7 @@ class EdgeIndex(QdrantIndex):
             optimizers=qe.EdgeOptimizersConfig(default_segment_number=s.segments) if s.segments else None,
         )
         shard = qe.EdgeShard.create(str(self.directory), config)
+        self._written()
         for name, kind in PAYLOAD_INDEXES.items():
             shard.update(
                 qe.UpdateOperation.create_field_index(name, _payload_schema(kind, name in s.filter_graph_fields))
@@ -205,6 +241,7 @@ class EdgeIndex(QdrantIndex):
 
         with self._shard(create=True) as shard:
             name = self.vector
+            self._written()
             if name not in self.vector_names():
                 shard.update(qe.UpdateOperation.create_dense_vector(name, self.dim, qe.Distance.Cosine))
             shard.update(
@@ -228,6 +265,7 @@ class EdgeIndex(QdrantIndex):
 
         with self._shard() as shard:
             if shard is not None and ids:
+                self._written()
                 shard.update(qe.UpdateOperation.delete_points(list(ids)))
 
     def set_payload(self, updates: dict[str, dict[str, Any]]) -> None:
@@ -235,6 +273,7 @@ class EdgeIndex(QdrantIndex):
 
         with self._shard() as shard:
             for pid, payload in updates.items() if shard is not None else ():
+                self._written()
                 shard.update(qe.UpdateOperation.set_payload([pid], payload))
 
     @contextmanager
@@ -250,6 +289,7 @@ class EdgeIndex(QdrantIndex):
                 self._sidecar("optimizer.json").write_text(
                     json.dumps({"optimizing_since": datetime.now(UTC).isoformat(timespec="seconds")})
                 )
+                self._written()
                 shard.optimize()
                 times.optimize_s = time.perf_counter() - start
                 self._sidecar("optimizer.json").write_text(json.dumps({"last_optimize_s": round(times.optimize_s, 2)}))
@@ -285,6 +325,7 @@ class EdgeIndex(QdrantIndex):
             with self._locked():
                 shutil.rmtree(self.directory, ignore_errors=True)
                 self._sidecar("optimizer.json").unlink(missing_ok=True)
+                self._bump_generation()
         self._sidecar("lock").unlink(missing_ok=True)
 
     # -- reading -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, Backoff, MaterializeResult, RetryPoli
 from pixel_detective_dagster.catalog.batch_inputs import batch_context
 from pixel_detective_dagster.defs.assets.models import blip_captions, clip_embeddings
 from pixel_detective_dagster.defs.assets.partitions import BATCH_ASSET_ARGS
-from pixel_detective_dagster.defs.assets.reporting import load_metadata, per_collection
+from pixel_detective_dagster.defs.assets.reporting import load_metadata, per_collection, search_page_links
 from pixel_detective_dagster.defs.assets.stages import stage
 from pixel_detective_dagster.defs.resources.index import VectorIndexResource
 from pixel_detective_dagster.defs.resources.storage import StorageResource
@@ -50,4 +50,7 @@ def vector_index(
     counts = {f"points_in_{c}": index.count() for c, index in indexes.items()}
     vectors = {f"vector_in_{c}": index.vector or "" for c, index in indexes.items()}
     times = {k: v for c, t in load_times.items() for k, v in per_collection(c, load_metadata(t)).items()}
-    return MaterializeResult(metadata={**totals, "backend": vector_index.backend, **counts, **vectors, **times})
+    links = search_page_links(indexes)
+    return MaterializeResult(
+        metadata={**totals, "backend": vector_index.backend, **counts, **vectors, **times, **links}
+    )

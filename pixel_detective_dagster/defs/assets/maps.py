@@ -5,7 +5,12 @@ from dagster import AssetExecutionContext, MaterializeResult, asset
 
 from pixel_detective_dagster.defs.assets.index import vector_index
 from pixel_detective_dagster.defs.assets.partitions import BATCH_ASSET_ARGS, collections_of
-from pixel_detective_dagster.defs.assets.reporting import cluster_metadata, map_metadata, per_collection
+from pixel_detective_dagster.defs.assets.reporting import (
+    cluster_metadata,
+    map_metadata,
+    per_collection,
+    search_page_links,
+)
 from pixel_detective_dagster.defs.assets.stages import stage
 from pixel_detective_dagster.defs.automation import MAPS_GROUP, MAPS_REFRESH
 from pixel_detective_dagster.defs.resources.index import VectorIndexResource
@@ -60,7 +65,7 @@ def umap_projection(
         written = set_changed_payloads(index, points, coordinate_payloads(update.ids, update.coords))
         metadata.update(per_collection(collection, map_metadata(update, points, written, path)))
         context.log.info(f"{collection}: {update.mode} ({update.reason})")
-    return MaterializeResult(metadata=metadata)
+    return MaterializeResult(metadata=metadata | search_page_links(collections_of(context.partition_keys)))
 
 
 @asset(
@@ -94,4 +99,4 @@ def image_clusters(
         path = write_parquet(table, out)
         written = set_changed_payloads(index, points, cluster_payloads(table))
         metadata.update(per_collection(collection, cluster_metadata(table, written, path, collection)))
-    return MaterializeResult(metadata=metadata)
+    return MaterializeResult(metadata=metadata | search_page_links(collections_of(context.partition_keys)))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,7 @@ from pixel_detective_dagster.projection.labels import cluster_summary
 MAX_TABLE_ROWS = 50
 MAX_GROUPS = 10  # groups of each kind shown in the UI (the artifact has them all)
 MAP_PAGE = "map.html"  # interactive map, next to the collection's image_clusters.parquet
+SEARCH_URL_ENV = "PIXEL_DETECTIVE_SEARCH_URL"  # where `pixel-detective serve` is reachable, e.g. http://host:8765
 
 
 def failures_table(failures: Sequence[tuple[str, str]]) -> MetadataValue:
@@ -150,3 +153,11 @@ def per_collection(collection: str, metadata: dict[str, object]) -> dict[str, ob
 def load_metadata(times: LoadTimes) -> dict[str, object]:
     """How long an index load took: writing the points, then the optimizer pass that makes them fast to search."""
     return {"index_load_seconds": round(times.load_s, 2), "index_optimize_seconds": round(times.optimize_s, 2)}
+
+
+def search_page_links(collections: Iterable[str]) -> dict[str, MetadataValue]:
+    """A link to each collection's search page when ``PIXEL_DETECTIVE_SEARCH_URL`` says where the service runs."""
+    base = os.environ.get(SEARCH_URL_ENV, "").rstrip("/")
+    if not base:
+        return {}
+    return {f"{c}/search_page": MetadataValue.url(f"{base}/?collection={quote(c)}") for c in collections}

@@ -1,0 +1,1 @@
+"""``pixel-detective serve``: a long-lived search service (FastAPI + uvicorn) with its web page."""
