@@ -3,12 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# A second environment with every dependency at the lowest version pyproject.toml declares.
+LOWEST := .venv-lowest
+LOWEST_STAMP := $(LOWEST)/.installed
 export PIXEL_DETECTIVE_HOME ?= $(CURDIR)/.pixel_detective
 export DAGSTER_HOME ?= $(PIXEL_DETECTIVE_HOME)/dagster_home
 HOST ?= 127.0.0.1
 PORT ?= 3000
 
-.PHONY: install demo test lint format dev serve bench clean
+.PHONY: install demo test test-lowest lint format dev serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +28,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Each declared range is true at its low end too: pins every direct dependency to its lower bound.
+$(LOWEST_STAMP): pyproject.toml .ci/lowest_constraints.py
+	$(PYTHON) -m venv $(LOWEST)
+	$(PYTHON) .ci/lowest_constraints.py > $(LOWEST)/constraints.txt
+	$(LOWEST)/bin/pip install --quiet -c $(LOWEST)/constraints.txt ".[dev,raw,heif,jxl]"
+	touch $(LOWEST_STAMP)
+
+test-lowest: $(LOWEST_STAMP)
+	PYTHONPATH=$(CURDIR) $(LOWEST)/bin/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check pixel_detective_dagster tests benchmarks
@@ -46,4 +59,4 @@ serve: $(STAMP)
 	$(BIN)/pixel-detective serve
 
 clean:
-	rm -rf $(VENV) .pixel_detective demo_images test-artifacts
+	rm -rf $(VENV) $(LOWEST) .pixel_detective demo_images test-artifacts

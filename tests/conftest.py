@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,3 +76,16 @@ def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launcher]:
     process_launcher = Launcher(tmp_path_factory.mktemp("launcher_logs"))
     yield process_launcher
     process_launcher.close()
+
+
+@contextmanager
+def mounted_tmpfs(target: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. "16k") mounted at ``target``, to fill up (tests run as root; skips elsewhere)."""
+    target.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill up: {mounted.stderr.decode().strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", str(target)], check=False)

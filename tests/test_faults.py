@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import mounted_tmpfs
 from dagster import DagsterEventType, DagsterInstance, materialize
 from inspection import catalog_rows, files_containing, index_points
 from PIL import Image
@@ -57,13 +58,8 @@ def test_unreachable_qdrant_fails_clearly_after_retries_and_marks_nothing_indexe
 @pytest.fixture
 def tiny_disk(env: Path) -> Path:
     """A 16 KiB tmpfs mounted as the thumbnail store (tests run as root; skipped where mounting is refused)."""
-    store = env / "thumbnails"
-    store.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(store)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill up: {mounted.stderr.decode().strip()}")
-    yield store
-    subprocess.run(["umount", str(store)], check=False)
+    with mounted_tmpfs(env / "thumbnails", "16k") as store:
+        yield store
 
 
 def test_disk_full_while_writing_thumbnails(env: Path, tiny_disk: Path, tmp_path: Path) -> None:
@@ -74,7 +70,12 @@ def test_disk_full_while_writing_thumbnails(env: Path, tiny_disk: Path, tmp_path
     lines: list[str] = []
     report = ingest(folder, "big", echo=lines.append)
     assert not report.success
-    assert any("step thumbnails failed" in line and "No space left on device" in line for line in lines), lines
+    # refused before writing, naming the store and the space needed (not ENOSPC halfway through a file)
+    assert any(
+        "step thumbnails failed: not enough disk space for 12 thumbnail(s) at " + str(tiny_disk) in line
+        and "MiB free" in line
+        for line in lines
+    ), lines
     assert not [p for p in tiny_disk.rglob("*") if p.name.startswith(".tmp-")]  # no half file left behind
     for thumb in tiny_disk.rglob("*.webp"):
         with Image.open(thumb) as img:

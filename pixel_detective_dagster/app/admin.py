@@ -10,10 +10,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pixel_detective_dagster.app.instance_config import ensure_dagster_home
+from pixel_detective_dagster.app.integrity import collection_health
 from pixel_detective_dagster.app.workspace import open_workspace
 from pixel_detective_dagster.catalog.store import Catalog
 from pixel_detective_dagster.index.connection import IndexConnection
+from pixel_detective_dagster.index.points import IndexDamagedError, IndexHealth
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME, DataLayout
+from pixel_detective_dagster.storage.names import stored_path
 
 EXPORT_COLUMNS = [
     "path",
@@ -71,7 +74,7 @@ class Admin:
             rows.append(
                 {
                     "collection": c.name,
-                    "folder": str(c.root),
+                    "folder": stored_path(c.root),
                     "files": counts["files_seen"],
                     "indexed": counts["indexed"],
                     "failed": counts["failed"],
@@ -85,10 +88,13 @@ class Admin:
     def status(self, collection: str) -> dict[str, Any]:
         """Files seen / indexed / failed, index health (points, indexed vectors, segments, optimizer) and failures."""
         root = self.catalog.collection(collection).root
-        health = self.indexes.for_collection(self.layout, collection).health()
+        try:
+            health = self.indexes.for_collection(self.layout, collection).health()
+        except IndexDamagedError:
+            health = IndexHealth(None, None, None, "damaged: see the warning below")
         return {
             "collection": collection,
-            "folder": str(root),
+            "folder": stored_path(root),
             **self.catalog.status_counts(collection),
             "index_points": health.points,  # None while another process loads or optimizes the index
             "index_indexed_vectors": health.indexed_vectors,
@@ -96,6 +102,10 @@ class Admin:
             "index_optimizer": health.optimizer,
             "failures": [{"path": p, "reason": r} for p, r in self.catalog.failures(collection)],
         }
+
+    def reliability(self, collection: str) -> dict[str, Any]:
+        """Integrity warnings, each naming its repair, and the collection's ingest in flight or orphaned."""
+        return collection_health(self.catalog, self.layout, self.indexes, collection)
 
     def export(self, collection: str, out: Path, with_vectors: bool = False) -> int:
         """Write the collection's points to Parquet: paths, hash, caption, every filterable payload field, map and
@@ -109,8 +119,10 @@ class Admin:
         points = index.all_points(with_vectors=False)
         frame = pd.DataFrame([{**p.payload, "id": p.id} for p in points]).reindex(columns=EXPORT_COLUMNS)
         frame["folder"] = [str(PurePosixPath(p).parent) if isinstance(p, str) else None for p in frame["path"]]
-        frame["path"] = [str(root / p) if isinstance(p, str) else None for p in frame["path"]]
-        frame["paths"] = [[str(root / p) for p in paths] if isinstance(paths, list) else [] for paths in frame["paths"]]
+        frame["path"] = [stored_path(root, p) if isinstance(p, str) else None for p in frame["path"]]
+        frame["paths"] = [
+            [stored_path(root, p) for p in paths] if isinstance(paths, list) else [] for paths in frame["paths"]
+        ]
         frame["taken_at"] = pd.to_datetime(frame["taken_at"], errors="coerce")
         for slot in index.vector_names() if with_vectors else ():
             vectors = {p.id: p.vector for p in index.all_points(with_vectors=True, slot=slot)}

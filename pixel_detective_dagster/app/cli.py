@@ -12,12 +12,21 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pixel_detective_dagster.app.arguments import (
+    ArgumentParser,
+    existing_file,
+    existing_folder,
+    iso_date,
+    new_file,
+    non_negative_int,
+    positive_int,
+    run_command,
+    similarity,
+)
 from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE
-from pixel_detective_dagster.catalog.store import UnknownCollectionError
 from pixel_detective_dagster.index.points import DUPLICATE_THRESHOLD
-from pixel_detective_dagster.models.registry import ModelLoadError
 from pixel_detective_dagster.quiet import quiet
-from pixel_detective_dagster.storage.layout import InvalidNameError, validate_collection
+from pixel_detective_dagster.storage.layout import validate_collection
 from pixel_detective_dagster.storage.settings import SECRET_KEYS, current, lookup
 
 if TYPE_CHECKING:
@@ -29,7 +38,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from pixel_detective_dagster.app.ingest import ingest, stage_table  # lazy: heavy start-up, unneeded elsewhere
     from pixel_detective_dagster.app.search import NOT_SEMANTIC
 
-    report = ingest(Path(args.path), args.collection, args.batch_size, echo=lambda line: print(line, flush=True))
+    report = ingest(args.path, args.collection, args.batch_size, echo=lambda line: print(line, flush=True))
     if report.stages:
         print(stage_table(report.stages))
     if report.random_weights:
@@ -191,15 +200,25 @@ def _status(args: argparse.Namespace) -> int:
 
     with open_admin() as admin:
         status = admin.status(args.collection)
+        status["reliability"] = admin.reliability(args.collection)
     if args.json:
         print(json.dumps(status, indent=2))
     else:
         for name, value in status.items():
-            if name != "failures":
+            if name not in ("failures", "reliability"):
                 print(f"{name:>21}: {value}")
         for failure in status["failures"]:
             print(f"  failed: {failure['path']}: {failure['reason']}")
+        _print_reliability(status["reliability"])
     return 0
+
+
+def _print_reliability(section: dict[str, Any]) -> None:
+    """Issue 21's part of ``status``: integrity warnings (each naming its repair) and the ingest in flight."""
+    for line in section["warnings"]:
+        print(f"  warning: {line}")
+    if (ingest := section["ingest"]) and ingest["state"] == "in flight":
+        print(f"  ingest in flight: pid {ingest.get('pid')}, batches {', '.join(ingest.get('batches') or []) or '-'}")
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -281,7 +300,7 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pixel-detective", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="pixel-detective", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings and progress bars")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -294,9 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser = add_parser  # type: ignore[method-assign]
 
     p = commands.add_parser("ingest", help="register a folder as a collection and index it through Dagster")
-    p.add_argument("path")
+    p.add_argument("path", type=existing_folder)
     p.add_argument("--collection", required=True)
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="files per ingest batch (partition)")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="files per ingest batch (partition)"
+    )
     p.set_defaults(func=_ingest)
 
     p = commands.add_parser(
@@ -305,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="?", help="text query, matched against images with CLIP")
     p.add_argument("--collection", required=True)
     query = p.add_argument_group("other query kinds (instead of TEXT)")
-    query.add_argument("--image", help="find images similar to this file (in the collection or not)")
+    query.add_argument(
+        "--image", type=existing_file, help="find images similar to this file (in the collection or not)"
+    )
     query.add_argument("--like", metavar="POINT", help="more like this point id or collection image path")
     query.add_argument("--caption", metavar="WORDS", help="rank captions by full-text (BM25) relevance to WORDS")
     query.add_argument("--hybrid", action="store_true", help="fuse CLIP and caption rankings of TEXT (RRF)")
@@ -316,21 +339,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.add_argument(
         "--threshold",
-        type=float,
+        type=similarity,
         default=DUPLICATE_THRESHOLD,
-        help=f"CLIP cosine similarity for --duplicates (default {DUPLICATE_THRESHOLD})",
+        help=f"CLIP cosine similarity in (0, 1] for --duplicates (default {DUPLICATE_THRESHOLD})",
     )
     where = p.add_argument_group("filters (combine with any query, or use alone)")
-    where.add_argument("--taken-from", metavar="DATE", help="EXIF capture date/time from (ISO, inclusive)")
-    where.add_argument("--taken-to", metavar="DATE", help="EXIF capture date/time to (ISO, inclusive)")
+    where.add_argument(
+        "--taken-from", type=iso_date, metavar="DATE", help="EXIF capture date/time from (ISO, inclusive)"
+    )
+    where.add_argument("--taken-to", type=iso_date, metavar="DATE", help="EXIF capture date/time to (ISO, inclusive)")
     where.add_argument("--camera", help="EXIF camera make or model (exact)")
     where.add_argument("--folder", help="only images under this folder (relative to the collection root)")
     where.add_argument("--cluster", type=int)
     for name in ("min-width", "max-width", "min-height", "max-height"):
-        where.add_argument(f"--{name}", type=int, metavar="PX")
+        where.add_argument(f"--{name}", type=non_negative_int, metavar="PX")
     where.add_argument("--caption-contains", metavar="WORDS", help="captions containing every word")
-    p.add_argument("--limit", type=int, default=10)
-    p.add_argument("--offset", type=int, default=0, help="skip this many results (pagination)")
+    p.add_argument("--limit", type=non_negative_int, default=10)
+    p.add_argument("--offset", type=non_negative_int, default=0, help="skip this many results (pagination)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_search)
 
@@ -342,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="write a collection's points (paths, caption, filterable fields, map, clusters) to Parquet"
     )
     p.add_argument("--collection", required=True)
-    p.add_argument("--out", required=True, help="output .parquet file")
+    p.add_argument("--out", required=True, type=new_file, help="output .parquet file")
     p.add_argument("--with-vectors", action="store_true", help="add each CLIP model's vectors (a list column each)")
     p.set_defaults(func=_export)
 
@@ -407,20 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    quiet(args.verbose)
+    """Run one command; exit status 0 ok, 1 some work failed, 2 a user error (one line on stderr), 130 Ctrl-C."""
     try:
-        return args.func(args)
-    except (
-        ModelLoadError,
-        UnknownCollectionError,
-        InvalidNameError,
-        FileNotFoundError,
-        ValueError,
-        RuntimeError,
-    ) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a usage error (already printed as one line) or --help
+        return exc.code if isinstance(exc.code, int) else 0
+    quiet(args.verbose)
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

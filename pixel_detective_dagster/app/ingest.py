@@ -6,18 +6,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dagster import DagsterEventType, DagsterInstance, EventLogEntry, build_resources
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster_shared.error import SerializableErrorInfo
 
+from pixel_detective_dagster.app.admin import Admin
+from pixel_detective_dagster.app.ingest_lock import IngestLock, collection_lock
 from pixel_detective_dagster.app.instance_config import ensure_dagster_home
-from pixel_detective_dagster.app.run_recovery import owner_tags, release_orphaned_runs
-from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE, scan_collection
+from pixel_detective_dagster.app.integrity import check_integrity
+from pixel_detective_dagster.app.run_recovery import owner_tags, release_orphaned_runs, runs_in_flight
+from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE, ScanResult, scan_collection
 from pixel_detective_dagster.definitions import make_definitions
 from pixel_detective_dagster.defs.assets import image_clusters
 from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.defs.resources.index import IndexUnavailableError
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME, resolve_home
+from pixel_detective_dagster.storage.names import stored_path
 
 Echo = Callable[[str], None]
 
@@ -112,69 +118,158 @@ def failure_reason(error: SerializableErrorInfo) -> str:
     """The message of the error the step's code raised, not of Dagster's wrappers around it."""
     while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
-    return error.message.strip()
+    message = error.message.strip()
+    kind, _, rest = message.partition(": ")
+    return rest if error.cls_name and kind.split(".")[-1] == error.cls_name else message  # no "module.Class: "
 
 
 def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, echo: Echo = print) -> IngestReport:
-    """Ingest ``folder`` as ``collection``; runs every unfinished batch of it in one Dagster run."""
+    """Ingest ``folder`` as ``collection``: check and repair what is stored, then run every unfinished batch.
+
+    Batches another run is already processing are not run twice: this ingest waits for that run and
+    runs only what it left unfinished.
+    """
     start = time.perf_counter()
     home = resolve_home()
     ensure_dagster_home(home)
     with build_resources(resources_from_env()) as resources:
         catalog = resources.storage.catalog
         catalog.register_collection(collection, folder)
-        scan = scan_collection(catalog, collection, batch_size)
-        echo(
-            f"scanned {scan.files_seen} image files in {folder}: {scan.summary['upserts']} new or changed, "
-            f"{scan.summary['deletes']} deleted"
-        )
-        for skipped, reason in scan.warnings.items():
-            echo(f"warning: skipped folder {skipped!r} ({reason}); its files keep their last known state")
-        instance = DagsterInstance.get()
-        for run_id in release_orphaned_runs(instance):
-            echo(f"run {run_id} was left unfinished by a process that died: marked failed, its gpu slot freed")
-        known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
-        todo = unfinished_batches(instance, catalog.batch_keys(collection))  # includes scan.new_batches
-        report = IngestReport(
-            collection,
-            scan.files_seen,
-            scan.summary["upserts"],
-            scan.summary["deletes"],
-            todo,
-            0.0,
-            True,
-            warnings=scan.warnings,
-        )
-        if not todo:
-            report.seconds = time.perf_counter() - start
-            echo("nothing to do: the index is up to date")
-            return report
+        with collection_lock(home, collection, echo) as lock:
+            scan = scan_collection(catalog, collection, batch_size)
+            echo(
+                f"scanned {scan.files_seen} image files in {stored_path(folder)}: "
+                f"{scan.summary['upserts']} new or changed, {scan.summary['deletes']} deleted"
+            )
+            for skipped, reason in scan.warnings.items():
+                echo(f"warning: skipped folder {skipped!r} ({reason}); its files keep their last known state")
+            for skipped, reason in scan.skipped.items():
+                echo(f"not scanned: folder {skipped!r} ({reason})")
+            instance = DagsterInstance.get()
+            for run_id in release_orphaned_runs(instance):
+                echo(f"run {run_id} was left unfinished by a process that died: marked failed, its gpu slot freed")
+            report = _ingest_batches(resources, instance, scan, echo, lock)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _ingest_batches(
+    resources: Any, instance: DagsterInstance, scan: ScanResult, echo: Echo, lock: IngestLock
+) -> IngestReport:
+    collection, catalog, layout = scan.collection, resources.storage.catalog, resources.storage.layout
+    keys = catalog.batch_keys(collection)
+    busy = {k: run.run_id for run in runs_in_flight(instance, collection) if not run.orphaned for k in run.batches}
+    unfinished = unfinished_batches(instance, keys)  # includes scan.new_batches
+    try:
+        index = resources.vector_index.for_collection(layout, collection)
+    except IndexUnavailableError:
+        index = None  # an unreachable server: the run's vector_index step fails clearly, after its retries
+    integrity = check_integrity(catalog, layout, index, collection)
+    for line in integrity.warnings():
+        echo(f"repairing: {line}")
+    todo = sorted({*unfinished, *integrity.lost_batches})
+    report = IngestReport(
+        collection,
+        scan.files_seen,
+        scan.summary["upserts"],
+        scan.summary["deletes"],
+        todo,
+        0.0,
+        True,
+        warnings=scan.warnings,
+    )
+    if not todo and integrity.ok:
+        echo("nothing to do: the index is up to date")
+        return report
+    mine = [k for k in todo if k not in busy]
+    lock.record(todo)
+    if mine:
+        _run_batches(resources, instance, mine, report, echo, load_models=True)
+    joined = sorted({busy[k] for k in todo if k in busy})
+    if joined:
+        echo(f"batch(es) already in flight in run(s) {', '.join(joined)}: waiting for them, not running them twice")
+        _wait_for_runs(instance, joined)
+        leftovers = unfinished_batches(instance, [k for k in todo if k in busy])
+        if leftovers:
+            echo(f"{len(leftovers)} batch(es) were left unfinished by those runs: running them now")
+            _run_batches(resources, instance, leftovers, report, echo, load_models=not mine)
+    if integrity.index_short and report.success:
+        _rebuild_index(resources, collection, echo)
+    report.failures = catalog.failures(collection, todo)
+    return report
+
+
+def _run_batches(
+    resources: Any, instance: DagsterInstance, keys: list[str], report: IngestReport, echo: Echo, load_models: bool
+) -> None:
+    """Materialize ``keys`` through Dagster, one run per stretch of consecutive partitions."""
+    if load_models:
         echo("loading models ...")
         _, clip_loaded = resources.clip_model.load()
         _, caption_loaded = resources.caption_model.load()
         report.random_weights = clip_loaded.random_weights or caption_loaded.random_weights
-        instance.add_dynamic_partitions(PARTITIONS_NAME, [k for k in todo if k not in known])
-        echo(f"materializing {len(todo)} batch(es) {todo[0]} .. {todo[-1]} through Dagster ...")
+    known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
+    instance.add_dynamic_partitions(PARTITIONS_NAME, [k for k in keys if k not in known])
+    for first, last in _stretches(keys, instance.get_dynamic_partitions(PARTITIONS_NAME)):
+        echo(f"materializing batch(es) {first} .. {last} through Dagster ...")
         result = (
             make_definitions()
             .resolve_job_def("ingest_batches")
             .execute_in_process(
                 instance=instance,
                 run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-                tags={
-                    ASSET_PARTITION_RANGE_START_TAG: todo[0],
-                    ASSET_PARTITION_RANGE_END_TAG: todo[-1],
-                    **owner_tags(),
-                },
+                tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last, **owner_tags()},
                 raise_on_error=False,
             )
         )
-        report.run_id, report.success = result.run_id, result.success
+        report.run_id = result.run_id
+        report.success = report.success and result.success
         report.stages = stage_throughput(instance.all_logs(result.run_id))
-        report.failures = catalog.failures(collection, todo)
         if not result.success:
             for event in result.all_events:
                 if event.is_step_failure and event.step_failure_data.error:
                     echo(f"step {event.step_key} failed: {failure_reason(event.step_failure_data.error)}")
-    report.seconds = time.perf_counter() - start
-    return report
+
+
+def _stretches(keys: list[str], order: list[str]) -> list[tuple[str, str]]:
+    """(first, last) of each run of consecutive partitions (in Dagster's order) that are all in ``keys``.
+
+    A range run covers every partition between its ends, so a key not in ``keys`` (another
+    collection's batch, one in flight elsewhere) must split it.
+    """
+    wanted, stretches, current = set(keys), [], []
+    for key in order:
+        if key in wanted:
+            current.append(key)
+        elif current:
+            stretches.append((current[0], current[-1]))
+            current = []
+    if current:
+        stretches.append((current[0], current[-1]))
+    return stretches
+
+
+def _wait_for_runs(instance: DagsterInstance, run_ids: list[str], poll: float = 0.5) -> None:
+    """Return once none of ``run_ids`` is in progress (a run whose process died is released, not waited for)."""
+    while True:
+        release_orphaned_runs(instance)
+        runs = [instance.get_run_by_id(r) for r in run_ids]
+        if not any(run is not None and not run.is_finished for run in runs):
+            return
+        time.sleep(poll)
+
+
+def _rebuild_index(resources: Any, collection: str, echo: Echo) -> None:
+    """Rebuild a short or unreadable index from the stored artifacts; stop if that does not restore it."""
+    catalog, layout = resources.storage.catalog, resources.storage.layout
+    done = Admin(catalog, layout, resources.vector_index.connection).rebuild(collection)
+    echo(
+        f"rebuilt the index of {collection} from {done['batches']} batch(es) of stored artifacts: {done['points']} point(s)"
+    )
+    expected = len(catalog.indexed_hashes(collection))
+    if done["points"] < expected:
+        raise RuntimeError(
+            f"the index of {collection} has {done['points']} point(s) after a rebuild, the catalog {expected}: "
+            f"stored artifacts are missing; run `pixel-detective delete --collection {collection} --yes` "
+            "and ingest the folder again (cached features make that fast)"
+        )

@@ -4,10 +4,16 @@ Vector queries use the named vector of the configured CLIP model; an example ima
 is already in the collection (or a point given by id / path) reuses its stored vector, no model run.
 Text queries use the cached text tower (``models.text_tower``) when there is one, so they import
 neither torch nor Dagster; the first full CLIP load writes that cache.
+
+Paths are confined: ``--like`` takes only a point id or the path of a file *in the collection* (looked
+up in the catalog, never read, so ``--like ../../etc/passwd`` reads nothing); ``--image`` reads the one
+file it is given as a query picture, and looks its content up in the index only when that file lies
+inside the collection's folder.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -20,12 +26,18 @@ from pixel_detective_dagster.app.workspace import Workspace, open_workspace
 from pixel_detective_dagster.index.points import DUPLICATE_THRESHOLD, Hit, SearchFilters, point_id, vector_name
 from pixel_detective_dagster.index.vector_index import VectorIndex
 from pixel_detective_dagster.models.text_tower import TextTower, export_text_tower, load_text_tower, tower_dir
+from pixel_detective_dagster.storage.names import stored_name, stored_path
 
 if TYPE_CHECKING:
+    from pixel_detective_dagster.catalog.store import Catalog
     from pixel_detective_dagster.index.duplicates import Duplicates
 
 NOT_SEMANTIC = "WARNING: this index was built with random-weight test models; results are NOT semantic."
 _TEXT_TOWERS: dict[Path, TextTower] = {}  # loaded once per process: the search service answers many queries
+
+
+class NoIndexError(RuntimeError):
+    """A registered collection with nothing indexed yet."""
 
 
 @dataclass
@@ -120,6 +132,8 @@ def run_search(request: SearchRequest) -> SearchResponse:
     workspace = open_workspace()
     try:
         index = workspace.indexes.for_collection(workspace.layout, request.collection)
+        workspace.catalog.collection(request.collection)  # an unknown collection says so first
+        _require_index(index, request.collection)
         return search_in(workspace, index, request)
     finally:
         workspace.catalog.close()
@@ -152,11 +166,13 @@ def duplicates(collection: str, threshold: float = DUPLICATE_THRESHOLD) -> Dupli
     workspace = open_workspace()
     try:
         root = workspace.catalog.collection(collection).root
-        points = workspace.indexes.for_collection(workspace.layout, collection).all_points(True)
+        index = workspace.indexes.for_collection(workspace.layout, collection)
+        _require_index(index, collection)
+        points = index.all_points(True)
     finally:
         workspace.catalog.close()
     for p in points:
-        p.payload["paths"] = [str(root / path) for path in p.payload.get("paths") or [p.payload.get("path", "")]]
+        p.payload["paths"] = [stored_path(root, path) for path in p.payload.get("paths") or [p.payload.get("path", "")]]
     return point_duplicates(points, threshold)
 
 
@@ -251,16 +267,33 @@ class _Searcher:
         found = self.index.retrieve([pid], with_vectors=True)
         return found[0].vector if found else None
 
-    def image_vector(self, data: bytes) -> tuple[np.ndarray, str | None]:
-        """The stored vector when this content is in the collection (and its point id), else a fresh embedding."""
+    def image_vector(self, data: bytes, look_up: bool = True) -> tuple[np.ndarray, str | None]:
+        """The stored vector when this content is in the collection (and its point id), else a fresh embedding;
+        ``look_up=False`` (a file outside the collection's folder) always embeds, never touching the index."""
         from pixel_detective_dagster.media.imaging import content_hash, decode_rgb
 
         pid = point_id(self.collection, content_hash(data))
-        stored = self.stored_vector(pid)
+        stored = self.stored_vector(pid) if look_up else None
         if stored is not None:
             return stored, pid
         encoder = self.encoder()
         return encoder.encode_images(encoder.preprocess(decode_rgb(data, encoder.image_size)).unsqueeze(0))[0], None
+
+    def query_image(self, image: bytes | Path | None, root: Path) -> tuple[np.ndarray, str]:
+        """The query vector of an uploaded picture or of a file; only a file inside ``root`` is looked up."""
+        from pixel_detective_dagster.media.imaging import ImageError, probe
+
+        if isinstance(image, bytes):
+            data, label, inside = image, "uploaded image", True
+        else:
+            path = Path(image or "")
+            data, label = _query_file(path, "--image"), stored_name(str(image))
+            inside = path.resolve().is_relative_to(root.resolve())
+        try:
+            probe(data)  # a file that is no image is refused from its header, before any model loads
+            return self.image_vector(data, inside)[0], label
+        except ImageError as exc:
+            raise ImageError(f"query image {label}: {exc}") from None
 
     def run(self, r: SearchRequest, mode: str, root: Path) -> tuple[list[Hit], str]:
         with self.index.session():
@@ -270,12 +303,10 @@ class _Searcher:
                     return self.index.hybrid(vector, r.text or "", r.limit, r.offset, r.filters), r.text or ""
                 return self.index.search(vector, r.limit, r.offset, r.filters), r.text or ""
             if mode == "image":
-                image = r.image if isinstance(r.image, bytes) else _query_file(Path(r.image or ""), "--image")
-                vector, _ = self.image_vector(image)
-                label = "uploaded image" if isinstance(r.image, bytes) else str(r.image)
+                vector, label = self.query_image(r.image, root)
                 return self.index.search(vector, r.limit, r.offset, r.filters), label
             if mode == "like":
-                pid = _point_of(r.like or "", self.collection, root)
+                pid = _point_of(r.like or "", self.collection, root, self.workspace.catalog)
                 vector = self.stored_vector(pid)
                 if vector is None:
                     raise ValueError(f"no point {r.like!r} in collection {self.collection!r}")
@@ -287,15 +318,43 @@ class _Searcher:
             return self.index.browse(r.limit, r.offset, r.filters), "filters only"
 
 
-def _point_of(reference: str, collection: str, root: Path) -> str:
-    """A point id given as itself, or as the path (absolute or relative to the root) of an image in the collection."""
-    from pixel_detective_dagster.media.imaging import content_hash
+def _require_index(index: VectorIndex, collection: str) -> None:
+    if not index.exists():
+        raise NoIndexError(
+            f"collection {collection!r} has no index yet: nothing in it has been indexed "
+            f"(run `pixel-detective ingest FOLDER --collection {collection}` on a folder with images)"
+        )
 
+
+def _point_of(reference: str, collection: str, root: Path, catalog: Catalog) -> str:
+    """A point id given as itself, or as the path (absolute or relative to the root) of a file in the collection.
+
+    A path is looked up in the catalog, never read: one outside the collection's folder is refused.
+    """
     try:
         return str(uuid.UUID(reference))
     except ValueError:
-        path = Path(reference) if Path(reference).is_absolute() else root / reference
-        return point_id(collection, content_hash(_query_file(path, "--like")))
+        pass
+    given = Path(reference)
+    relative = _inside(root / given if not given.is_absolute() else given, root)
+    if relative is None:
+        raise ValueError(
+            f"--like {stored_name(reference)}: not a point id, and not a path inside collection {collection!r} "
+            f"({stored_path(root)}); to search with any picture, use --image"
+        )
+    content = catalog.live_hash(collection, stored_name(relative))
+    if content is None:
+        reason = "no such file" if not (root / relative).exists() else f"not indexed in collection {collection!r}"
+        raise ValueError(f"--like {stored_name(reference)}: {reason}")
+    return point_id(collection, content)
+
+
+def _inside(path: Path, root: Path) -> str | None:
+    """``path`` relative to ``root`` (POSIX separators) if it lies inside it, judged on the path as written."""
+    normal = Path(os.path.normpath(path.absolute()))
+    if normal.is_relative_to(root):
+        return normal.relative_to(root).as_posix()
+    return None
 
 
 def _query_file(path: Path, option: str) -> bytes:
@@ -306,7 +365,7 @@ def _query_file(path: Path, option: str) -> bytes:
         return read_bytes(path)
     except ImageError as exc:
         reason = "no such file" if not path.exists() else str(exc)
-        raise ValueError(f"{option} {path}: {reason}") from exc
+        raise ValueError(f"{option} {stored_name(str(path))}: {reason}") from exc
 
 
 def _results(hits: list[Hit], root: Path, offset: int) -> list[SearchResult]:
@@ -318,9 +377,9 @@ def _results(hits: list[Hit], root: Path, offset: int) -> list[SearchResult]:
             rank=offset + i + 1,
             score=round(h.score, 4),
             id=h.id,
-            path=str(root / h.payload.get("path", "")),
+            path=stored_path(root, h.payload.get("path", "")),
             caption=h.payload.get("caption", ""),
-            paths=[str(root / p) for p in h.payload.get("paths", [])],
+            paths=[stored_path(root, p) for p in h.payload.get("paths", [])],
             thumbnail=h.payload.get("thumbnail"),
             cluster=h.payload.get("cluster"),
             taken_at=h.payload.get("taken_at"),

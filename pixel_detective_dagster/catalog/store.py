@@ -1,6 +1,7 @@
 """The catalog: registered collections, every file seen, and the ingest batches.
 
-One SQLite database (WAL mode) under the data directory. It is the source of truth for which
+One SQLite database (WAL mode) under the data directory. Paths are kept in their stored form
+(``storage.names``): exact, and valid UTF-8 even when the name on disk is not. It is the source of truth for which
 files exist, which content hash each one has, which batch last claimed it and how far it got
 (``pending`` -> ``ok`` -> ``indexed``, or ``failed`` with a reason, or ``deleted``). Sensors keep
 only a tiny cursor because the full file state lives here.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixel_detective_dagster.storage.layout import batch_key, validate_collection
+from pixel_detective_dagster.storage.names import os_name, stored_name
 from pixel_detective_dagster.storage.sqlite_store import open_sqlite, write_transaction
 
 _SCHEMA = """
@@ -126,11 +128,14 @@ class Catalog:
         root = root.expanduser().resolve()
         with self._write() as conn:
             row = conn.execute("SELECT root FROM collections WHERE name=?", (name,)).fetchone()
-            if row and Path(row[0]) != root:
-                raise ValueError(f"collection {name!r} is already registered for {row[0]}, not {root}")
+            if row and Path(os_name(row[0])) != root:
+                raise ValueError(
+                    f"collection {name!r} is already registered for {row[0]}, not {stored_name(str(root))}"
+                )
             if not row:
                 conn.execute(
-                    "INSERT INTO collections (name, root, created) VALUES (?, ?, ?)", (name, str(root), time.time())
+                    "INSERT INTO collections (name, root, created) VALUES (?, ?, ?)",
+                    (name, stored_name(str(root)), time.time()),
                 )
         return Collection(name, root)
 
@@ -138,11 +143,11 @@ class Catalog:
         row = self._conn.execute("SELECT root FROM collections WHERE name=?", (validate_collection(name),)).fetchone()
         if not row:
             raise UnknownCollectionError(f"no collection named {name!r}; ingest a folder with --collection {name}")
-        return Collection(name, Path(row[0]))
+        return Collection(name, Path(os_name(row[0])))
 
     def collections(self) -> list[Collection]:
         rows = self._conn.execute("SELECT name, root FROM collections ORDER BY name").fetchall()
-        return [Collection(name, Path(root)) for name, root in rows]
+        return [Collection(name, Path(os_name(root))) for name, root in rows]
 
     def delete_collection(self, name: str) -> list[str]:
         """Forget a collection, its files and batches; returns the batch keys it had."""
@@ -275,6 +280,20 @@ class Catalog:
             for h, path in rows:
                 result[h].append(path)
         return result
+
+    def live_hash(self, collection: str, path: str) -> str | None:
+        """The content hash of the file at ``path`` (stored form) if it is ok or indexed, else ``None``."""
+        row = self._conn.execute(
+            f"SELECT hash FROM files WHERE collection=? AND path=? AND status IN {LIVE_STATUSES}", (collection, path)
+        ).fetchone()
+        return row[0] if row else None
+
+    def indexed_batches(self, collection: str) -> list[str]:
+        """Batches that own indexed files: their artifacts are what a rebuild of the index reads."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT batch FROM files WHERE collection=? AND status='indexed' ORDER BY batch", (collection,)
+        )
+        return [k for (k,) in rows]
 
     def indexed_hashes(self, collection: str) -> set[str]:
         """Content hashes of the collection's files that reached the index."""

@@ -7,6 +7,9 @@ pass that ``bulk()`` runs at the end builds the HNSW graph. That pass holds the 
 from other processes wait for it (``health()`` reports it without waiting).
 Closing a shard that was written bumps the collection's generation file, so a long-lived reader
 (the search service, see ``index.live``) knows when to take a fresh copy (``copy_to``).
+
+qdrant-edge memory-maps files it preallocates (two 32 MiB files for a new shard); a write into a
+mapping on a full disk kills the process with SIGBUS, so free space is checked before every write.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pixel_detective_dagster.index.points import (
     PAYLOAD_INDEXES,
     FilterDialect,
     Hit,
+    IndexDamagedError,
     IndexHealth,
     IndexPoint,
     IndexSettings,
@@ -41,8 +45,11 @@ from pixel_detective_dagster.index.points import (
     record_point,
     scored_hits,
 )
+from pixel_detective_dagster.storage.space import MIB, require_space
 from pixel_detective_dagster.storage.tree_copy import copy_tree_sparse
 
+SHARD_PREALLOCATION = 2 * 32 * MIB  # what qdrant-edge allocates for a new shard's first segment
+WRITE_HEADROOM = 32 * MIB  # room for a segment file the engine may add while applying a write
 _OPEN_SHARDS: dict[str, Any] = {}  # shards this process holds open, by directory
 _THREAD_LOCKS: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
 _WRITTEN: set[str] = set()  # open shards written since they were opened
@@ -110,7 +117,18 @@ class EdgeIndex(QdrantIndex):
         """Dense vector slots (one per CLIP model that wrote to this collection)."""
         if not self.exists():
             return []
-        return sorted(json.loads((self.directory / "edge_config.json").read_text()).get("vectors", {}))
+        config = self.directory / "edge_config.json"
+        try:
+            vectors = json.loads(config.read_text()).get("vectors", {})
+        except (ValueError, AttributeError, OSError) as exc:
+            raise IndexDamagedError(self._damaged(config, exc)) from None
+        return sorted(vectors)
+
+    def _damaged(self, path: Path, exc: Exception) -> str:
+        return (
+            f"index file {path} is damaged ({exc}); rebuild the index from stored artifacts with "
+            f"`pixel-detective rebuild --collection {self.directory.name}`"
+        )
 
     @property
     def label(self) -> str:
@@ -154,7 +172,7 @@ class EdgeIndex(QdrantIndex):
             import qdrant_edge as qe
 
             with self._locked(wait):
-                shard = qe.EdgeShard.load(str(self.directory)) if self.exists() else self._create(qe)
+                shard = self._load(qe) if self.exists() else self._create(qe)
                 _OPEN_SHARDS[key] = shard
                 try:
                     yield shard
@@ -207,7 +225,15 @@ class EdgeIndex(QdrantIndex):
             self.dim, qe.Distance.Cosine, on_disk=on_disk or None, quantization_config=quantization
         )
 
+    def _load(self, qe: Any) -> Any:
+        self.vector_names()  # a readable config, or IndexDamagedError naming it
+        try:
+            return qe.EdgeShard.load(str(self.directory))
+        except Exception as exc:  # noqa: BLE001 - the engine raises plain exceptions for every damaged file
+            raise IndexDamagedError(self._damaged(self.directory, exc)) from None
+
     def _create(self, qe: Any) -> Any:
+        require_space(self.directory, SHARD_PREALLOCATION, f"a new index shard of collection {self.label}")
         s = self.settings
         config = qe.EdgeConfig(
             vectors={self.vector: self._vector_params(qe)},
@@ -240,6 +266,7 @@ class EdgeIndex(QdrantIndex):
         import qdrant_edge as qe
 
         with self._shard(create=True) as shard:
+            self._require_space(len(points))
             name = self.vector
             self._written()
             if name not in self.vector_names():
@@ -260,11 +287,17 @@ class EdgeIndex(QdrantIndex):
                 )
             )
 
+    def _require_space(self, points: int) -> None:
+        """Room for ``points`` points (vector, its quantized and graph copies, payload) and a new WAL segment."""
+        per_point = 4 * (self.dim or 0) * 2 + 4096
+        require_space(self.directory, WRITE_HEADROOM + per_point * points, f"writing to index {self.label}")
+
     def delete(self, ids: Sequence[str]) -> None:
         import qdrant_edge as qe
 
         with self._shard() as shard:
             if shard is not None and ids:
+                self._require_space(0)
                 self._written()
                 shard.update(qe.UpdateOperation.delete_points(list(ids)))
 
@@ -272,6 +305,8 @@ class EdgeIndex(QdrantIndex):
         import qdrant_edge as qe
 
         with self._shard() as shard:
+            if shard is not None and updates:
+                self._require_space(0)
             for pid, payload in updates.items() if shard is not None else ():
                 self._written()
                 shard.update(qe.UpdateOperation.set_payload([pid], payload))

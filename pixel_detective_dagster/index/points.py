@@ -75,6 +75,10 @@ def caption_query(text: str) -> Any:
 DUPLICATE_THRESHOLD = 0.95  # CLIP cosine similarity from which two images count as near-duplicates
 
 
+class IndexDamagedError(RuntimeError):
+    """An index whose files cannot be read; the message names the file and the command that repairs it."""
+
+
 @dataclass(frozen=True)
 class IndexSettings:
     """Collection parameters, fixed when a collection is created (``search_ef`` applies per query).

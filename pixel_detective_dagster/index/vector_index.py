@@ -21,6 +21,7 @@ from pixel_detective_dagster.index.edge import EdgeIndex
 from pixel_detective_dagster.index.points import (
     CAPTION_VECTOR,
     Hit,
+    IndexDamagedError,
     IndexHealth,
     IndexPoint,
     IndexSettings,
@@ -36,6 +37,7 @@ __all__ = [
     "CAPTION_VECTOR",
     "EdgeIndex",
     "Hit",
+    "IndexDamagedError",
     "IndexHealth",
     "IndexPoint",
     "IndexSettings",

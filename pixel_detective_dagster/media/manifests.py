@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from PIL import Image
 
 from pixel_detective_dagster.catalog.store import BatchFile, Catalog, FileResult
 from pixel_detective_dagster.media.imaging import DEFAULT_MAX_PIXELS, ImageError, content_hash, probe, read_bytes
+from pixel_detective_dagster.storage.names import os_name
 
 MANIFEST_COLUMNS = [
     "path",
@@ -48,8 +50,12 @@ def default_workers() -> int:
 
 
 def resolve_inside(root: Path, relative: str) -> Path:
-    """The real path of ``relative`` under ``root``; refuses anything (e.g. a symlink) that leaves it."""
-    candidate = root / relative
+    """The real path of ``relative`` (stored form) under ``root``; refuses anything (e.g. a symlink) that leaves it.
+
+    Only a regular file passes: a FIFO, device or directory is refused by its type, never opened
+    (opening a FIFO would block, reading a device would never end).
+    """
+    candidate = root / os_name(relative)
     try:
         real = candidate.resolve(strict=True)
     except FileNotFoundError as exc:
@@ -62,11 +68,29 @@ def resolve_inside(root: Path, relative: str) -> Path:
         if exc.errno == errno.ELOOP:
             raise ImageError("symbolic link loop") from exc
         raise ImageError(f"cannot resolve path: {exc.strerror or exc}") from exc
+    kind = _file_kind(real)
+    via = "symbolic link to " if candidate.is_symlink() else ""
+    if kind != "regular file":
+        raise ImageError(f"{via}{kind}, not a regular file: skipped, never opened")
     if not real.is_relative_to(root.resolve()):
         raise ImageError("symbolic link points outside the collection folder")
-    if not real.is_file():
-        raise ImageError("not a regular file")
     return real
+
+
+def _file_kind(path: Path) -> str:
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ImageError(f"cannot stat file: {exc.strerror or exc}") from exc
+    kinds = (
+        (stat.S_ISREG, "regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "a special file")
 
 
 def load_verified(root: Path, relative: str, expected_hash: str) -> bytes:
@@ -100,8 +124,8 @@ def inspect_file(root: Path, relative: str, max_pixels: int) -> dict[str, object
     row: dict[str, object] = {"path": relative}
     try:
         real = resolve_inside(root, relative)
-        stat = real.stat()
-        row.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        st = real.stat()
+        row.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
         data = read_bytes(real)
         row["hash"] = content_hash(data)
         info = probe(data, max_pixels)

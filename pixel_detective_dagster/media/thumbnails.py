@@ -18,6 +18,7 @@ import pandas as pd
 from pixel_detective_dagster.media.imaging import ImageError, make_views, save_image_atomic
 from pixel_detective_dagster.media.manifests import default_workers, load_verified, ok_contents, usable_cores
 from pixel_detective_dagster.storage.layout import DataLayout
+from pixel_detective_dagster.storage.space import require_space
 
 THUMBNAIL_COLUMNS = ["hash", "thumbnail", "preview", "preview_side", "status", "reason", "cached"]
 PROCESS_MIN_CORES = 4  # below this, threads already keep every core busy
@@ -113,6 +114,10 @@ def build_thumbnails(
         )
     ]
     todo = [j for j in jobs if not (j.thumbnail.exists() and (j.preview is None or j.preview.exists()))]
+    per_view = settings.longest_side**2 * 3 // 4 + (
+        settings.preview_side**2 * 3 // 4 if settings.preview_side > 0 else 0
+    )
+    require_space(layout.home / "thumbnails", len(todo) * per_view, f"{len(todo)} thumbnail(s)")
     workers = max(1, min(workers or default_workers(), len(todo)))
     with decoder_pool(len(todo), workers, processes) as pool:
         rendered = pool.map(render_views, todo, [settings] * len(todo), chunksize=max(1, len(todo) // (4 * workers)))

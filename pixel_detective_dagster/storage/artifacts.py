@@ -13,6 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pixel_detective_dagster.storage.space import require_space
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[str]:
@@ -32,6 +34,7 @@ def atomic_path(path: Path) -> Iterator[str]:
 
 
 def write_parquet(df: pd.DataFrame, path: Path) -> Path:
+    require_space(path.parent, int(df.memory_usage(deep=True).sum()), f"artifact {path.name}")
     with atomic_path(path) as tmp:
         pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
     return path
@@ -46,6 +49,7 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
 def write_vectors(hashes: list[str], vectors: np.ndarray, path: Path, **columns: list) -> Path:
     """Write ``hash`` + fixed-size float32 ``vector`` columns (plus any extra columns)."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    require_space(path.parent, vectors.nbytes + 100 * len(hashes), f"artifact {path.name}")
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
     flat = pa.array(vectors.reshape(-1), type=pa.float32())
     table = pa.table(

@@ -9,6 +9,7 @@ default ``.pixel_detective/`` in the working directory)::
     batches/<batch key>/*.parquet  per-batch asset outputs
     collections/<name>/            per-collection projection artifacts
     index/<name>/                  embedded Qdrant (qdrant-edge) shard
+    CACHEDIR.TAG                   marks the directory as a cache: scanners and backup tools skip it
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 HOME_ENV = "PIXEL_DETECTIVE_HOME"
 DEFAULT_HOME = ".pixel_detective"
 PARTITIONS_NAME = "image_batches"
+CACHE_TAG = "CACHEDIR.TAG"
+CACHE_TAG_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"  # https://bford.info/cachedir/
 
 _COLLECTION_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _BATCH_RE = re.compile(r"^(?P<collection>[a-z0-9][a-z0-9_-]{0,62})-(?P<seq>\d{6,})$")
@@ -64,6 +67,13 @@ class DataLayout:
     """Paths inside one data directory; every path derived from a name is validated first."""
 
     home: Path
+
+    def tag_as_cache(self) -> None:
+        """Create the data directory with a ``CACHEDIR.TAG``, so no scan (ours included) reads it as photos."""
+        tag = self.home / CACHE_TAG
+        if not tag.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            tag.write_bytes(CACHE_TAG_SIGNATURE + b"\n# Pixel Detective data directory: never scanned for images.\n")
 
     @property
     def catalog_db(self) -> Path:

@@ -1,8 +1,9 @@
 """Stage 3: the batch in the collection's Qdrant index."""
 
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
-from dagster import AssetExecutionContext, Backoff, MaterializeResult, RetryPolicy, asset
+from dagster import AssetExecutionContext, Backoff, Failure, MaterializeResult, RetryPolicy, asset
 
 from pixel_detective_dagster.catalog.batch_inputs import batch_context
 from pixel_detective_dagster.defs.assets.models import blip_captions, clip_embeddings
@@ -12,9 +13,19 @@ from pixel_detective_dagster.defs.assets.stages import stage
 from pixel_detective_dagster.defs.resources.index import VectorIndexResource
 from pixel_detective_dagster.defs.resources.storage import StorageResource
 from pixel_detective_dagster.index.sync import load_batch_features, sync_batch
+from pixel_detective_dagster.storage.space import OutOfSpaceError
 
 # A Qdrant server can be briefly unreachable (restart, network): retry with backoff before failing the run.
 INDEX_RETRY_POLICY = RetryPolicy(max_retries=2, delay=1.0, backoff=Backoff.EXPONENTIAL)
+
+
+@contextmanager
+def no_retry_when_disk_full() -> Iterator[None]:
+    """A full disk stays full for the seconds a retry waits: fail at once, with the path and the space needed."""
+    try:
+        yield
+    except OutOfSpaceError as exc:
+        raise Failure(str(exc), allow_retries=False) from exc
 
 
 @asset(
@@ -32,7 +43,7 @@ def vector_index(
     totals = {"upserted": 0, "payload_updated": 0, "deleted": 0}
     indexes = {}
     load_times = {}
-    with ExitStack() as bulk_loads:  # HNSW deferred per collection until all its batches are in
+    with no_retry_when_disk_full(), ExitStack() as bulk_loads:  # HNSW deferred per collection until all are in
         for key in context.partition_keys:
             batch = batch_context(storage.catalog, storage.layout, key)
             features = load_batch_features(batch)

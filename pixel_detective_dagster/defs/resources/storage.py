@@ -34,6 +34,7 @@ class StorageResource(ConfigurableResource):
     @property
     def catalog(self) -> Catalog:
         if self._catalog is None:
+            self.layout.tag_as_cache()
             self._catalog = Catalog(self.layout.catalog_db)
         return self._catalog
 
