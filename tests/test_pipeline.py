@@ -111,4 +111,5 @@ def test_unloadable_real_weights_fail_with_named_settings(
     monkeypatch.setenv("PIXEL_DETECTIVE_CLIP_MODEL", "ViT-B-32")
     assert main(["ingest", str(photos), "--collection", "pics"]) == 2
     err = capsys.readouterr().err
-    assert "PIXEL_DETECTIVE_CLIP_MODEL" in err and "PIXEL_DETECTIVE_CLIP_PRETRAINED" in err
+    assert err.count("\n") == 1 and "ViT-B-32" in err  # one line naming the model
+    assert "pixel-detective models fetch" in err and "pixel-detective models use DIR" in err
