@@ -87,12 +87,8 @@ def _search(args: argparse.Namespace) -> int:
 
     url = find_service(resolve_home())
     response = _search_through(args, url) if url else _search_in_process(args)
-    print(  # after the search, so an error stays one line
-        f"searched through the running search service at {url}"
-        if url
-        else "searched in-process (no search service running; `pixel-detective serve` keeps models loaded)",
-        file=sys.stderr,
-    )
+    if url:  # said after the search, so an error stays one line; in-process is the quiet default
+        print(f"searched through the running search service at {url}", file=sys.stderr)
     if args.json:
         print(json.dumps(response.as_json(), indent=2))
     else:
