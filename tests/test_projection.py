@@ -188,7 +188,9 @@ def test_projection_resource_from_environment(monkeypatch: pytest.MonkeyPatch) -
         assert projection.resolved_engine() == "cpu" and projection.refit is True
         assert projection.settings().refit_fraction == 0.25
     monkeypatch.setenv("PIXEL_DETECTIVE_PROJECTION_REFIT", "maybe")
-    with pytest.raises(ValueError, match=r"projection.refit \(PIXEL_DETECTIVE_PROJECTION_REFIT\) must be true or false"):
+    with pytest.raises(
+        ValueError, match=r"projection.refit \(PIXEL_DETECTIVE_PROJECTION_REFIT\) must be true or false"
+    ):
         resources_from_env()
 
 
