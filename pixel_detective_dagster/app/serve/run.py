@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import sys
 import time
+from types import FrameType
 
 from pixel_detective_dagster.app.serve.client import TOKEN_ENV
 from pixel_detective_dagster.app.serve.discovery import remove_service_file, write_service_file
@@ -19,6 +21,10 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def serve(host: str, port: int, collection: str | None) -> int:
@@ -55,6 +61,8 @@ def serve(host: str, port: int, collection: str | None) -> int:
     print(f"search page on {url}/  (API docs {url}/docs){'; API token required' if token else ''}", flush=True)
     service.start()
     write_service_file(home, url)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it: exit through the finally below instead
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         server.run()
     finally:
