@@ -13,7 +13,19 @@ from pathlib import Path
 
 from benchmarks.harness import Figure, format_table, machine, write_json
 
-MODULES = ("files", "ingest", "models", "index", "duplicates", "projection", "raw", "large_images", "cli", "serve")
+MODULES = (
+    "files",
+    "ingest",
+    "searchable",
+    "models",
+    "index",
+    "duplicates",
+    "projection",
+    "raw",
+    "large_images",
+    "cli",
+    "serve",
+)
 
 
 def main() -> None:

@@ -13,7 +13,8 @@ from pixel_detective_dagster.app.ingest import ingest
 from pixel_detective_dagster.defs.resources import resources_from_env
 from pixel_detective_dagster.index.health import (
     failed_ratio,
-    points_have_thumbnail_and_caption,
+    points_have_caption,
+    points_have_thumbnail,
     points_match_catalog,
     vectors_are_usable,
 )
@@ -32,7 +33,8 @@ def test_checks_run_with_each_batch_and_warn_on_many_failures(env: Path, photos:
     assert check_evaluations(report.run_id) == {
         "one_point_per_unique_image": (True, AssetCheckSeverity.ERROR),
         "no_nan_or_zero_vectors": (True, AssetCheckSeverity.ERROR),
-        "every_point_has_thumbnail_and_caption": (True, AssetCheckSeverity.ERROR),
+        "every_point_has_thumbnail": (True, AssetCheckSeverity.ERROR),
+        "captions_indexed": (True, AssetCheckSeverity.WARN),
         "failed_file_ratio": (True, AssetCheckSeverity.WARN),
     }
     for name in ("a.jpg", "b.png", "c.jpg"):
@@ -51,7 +53,8 @@ def test_each_check_catches_its_silent_failure(env: Path, photos: Path) -> None:
             resources.vector_index.for_collection(resources.storage.layout, "pics"),
         )
         assert points_match_catalog(catalog, index, "pics").passed
-        assert vectors_are_usable(index).passed and points_have_thumbnail_and_caption(index).passed
+        assert vectors_are_usable(index).passed and points_have_thumbnail(index).passed
+        assert points_have_caption(index).passed
 
         points = index_points("pics")
         first, second, third = list(points.values())[:3]
@@ -69,8 +72,10 @@ def test_each_check_catches_its_silent_failure(env: Path, photos: Path) -> None:
 
         index.set_payload({second["id"]: {"caption": ""}})  # an empty caption
         Path(third["thumbnail"]).unlink()  # a thumbnail gone from the store
-        incomplete = points_have_thumbnail_and_caption(index)
-        assert not incomplete.passed and sorted(incomplete.metadata["examples"]) == sorted([second["id"], third["id"]])
+        uncaptioned, thumbless = points_have_caption(index), points_have_thumbnail(index)
+        assert not uncaptioned.passed and uncaptioned.metadata["examples"] == [second["id"]]
+        assert not thumbless.passed and thumbless.metadata["examples"] == [third["id"]]
+        assert points_have_caption(index, captions_on=False).metadata == {"captions": "off"}
 
     manifest = pd.DataFrame({"status": ["ok", "ok", "ok", "ok", "failed", "deleted"]})
     assert failed_ratio(manifest).passed  # 1 of 5 new or changed files

@@ -17,7 +17,7 @@ from pixel_detective_dagster.defs.resources import resources_from_env
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
 
 MAX_PICTURE_BYTES = 300_000
-UPSTREAM = ["image_manifest", "thumbnails", "clip_embeddings", "blip_captions", "vector_index"]
+UPSTREAM = ["image_manifest", "thumbnails", "clip_embeddings", "blip_captions", "vector_index", "caption_index"]
 MAPS = ["umap_projection", "image_clusters", "duplicate_groups"]
 
 
@@ -70,7 +70,7 @@ def test_assets_read_well_in_the_graph(env: Path) -> None:
     assert groups == {
         "ingest": {"image_manifest", "thumbnails"},
         "models": {"clip_embeddings", "blip_captions"},
-        "index": {"vector_index"},
+        "index": {"vector_index", "caption_index"},
         "maps": set(MAPS),
     }
     assert "pytorch" in graph.get(AssetKey("clip_embeddings")).kinds

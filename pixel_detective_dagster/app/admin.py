@@ -12,6 +12,7 @@ from typing import Any
 from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.app.integrity import collection_health
 from pixel_detective_dagster.app.workspace import open_workspace
+from pixel_detective_dagster.catalog.captions import DEFAULT, captions_choice, describe_captions, set_captions
 from pixel_detective_dagster.catalog.store import Catalog
 from pixel_detective_dagster.index.connection import IndexConnection
 from pixel_detective_dagster.index.points import IndexDamagedError, IndexHealth
@@ -65,6 +66,7 @@ class Admin:
     catalog: Catalog
     layout: DataLayout
     indexes: IndexConnection
+    caption_model: str = ""  # the configured default caption model (shown for collections that use it)
 
     def collections(self) -> list[dict[str, Any]]:
         rows = []
@@ -81,6 +83,7 @@ class Admin:
                     "points": index.count(),
                     "vectors": index.vector_names(),
                     "backend": index.backend,
+                    "captions": captions_choice(self.catalog, c.name) or DEFAULT,
                 }
             )
         return rows
@@ -100,8 +103,16 @@ class Admin:
             "index_indexed_vectors": health.indexed_vectors,
             "index_segments": health.segments,
             "index_optimizer": health.optimizer,
+            "captions": describe_captions(captions_choice(self.catalog, collection), self.caption_model),
             "failures": [{"path": p, "reason": r} for p, r in self.catalog.failures(collection)],
         }
+
+    def captions(self, collection: str, setting: str | None = None) -> str:
+        """The collection's caption setting as people read it, after changing it to ``setting`` if given."""
+        self.catalog.collection(collection)
+        if setting is not None:
+            set_captions(self.catalog, collection, setting)
+        return describe_captions(captions_choice(self.catalog, collection), self.caption_model)
 
     def reliability(self, collection: str) -> dict[str, Any]:
         """Integrity warnings, each naming its repair, and the collection's ingest in flight or orphaned."""
@@ -184,7 +195,7 @@ def open_admin() -> Iterator[Admin]:
     """An ``Admin`` over the data directory and index the settings configure (no Dagster import)."""
     workspace = open_workspace()
     try:
-        yield Admin(workspace.catalog, workspace.layout, workspace.indexes)
+        yield Admin(workspace.catalog, workspace.layout, workspace.indexes, workspace.settings.get("caption.model"))
     finally:
         workspace.catalog.close()
 

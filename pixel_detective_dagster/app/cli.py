@@ -1,7 +1,8 @@
-"""The ``pixel-detective`` command: ingest, search, collections, export, delete, rebuild, status, config, models, demo.
+"""The ``pixel-detective`` command: ingest, search, collections, export, delete, rebuild, status, captions, config,
+models, demo.
 
 Each command imports only what it uses: those that need no model (status, collections, export,
-config, delete) never import torch or Dagster; a text search with a cached text tower skips both.
+config, delete, captions) never import torch or Dagster; a text search with a cached text tower skips both.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ def _ingest(args: argparse.Namespace) -> int:
     from pixel_detective_dagster.app.ingest import ingest, stage_table  # lazy: heavy start-up, unneeded elsewhere
     from pixel_detective_dagster.app.search import NOT_SEMANTIC
 
-    report = ingest(args.path, args.collection, args.batch_size, echo=lambda line: print(line, flush=True))
+    report = ingest(
+        args.path, args.collection, args.batch_size, echo=lambda line: print(line, flush=True), captions=args.captions
+    )
     if report.stages:
         print(stage_table(report.stages))
     if report.random_weights:
@@ -217,6 +220,15 @@ def _print_reliability(section: dict[str, Any]) -> None:
         print(f"  ingest in flight: pid {ingest.get('pid')}, batches {', '.join(ingest.get('batches') or []) or '-'}")
 
 
+def _captions(args: argparse.Namespace) -> int:
+    from pixel_detective_dagster.app.admin import open_admin
+
+    with open_admin() as admin:
+        shown = admin.captions(args.collection, args.setting)
+    print(f"{args.collection}: captions {shown}")
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     settings = current()
     if args.action in ("set", "unset"):
@@ -314,6 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, help="files per ingest batch (partition)"
     )
+    p.add_argument(
+        "--captions",
+        metavar="off|default|MODEL",
+        help="this collection's captions: off, the configured model, or another caption model (kept for later runs)",
+    )
     p.set_defaults(func=_ingest)
 
     p = commands.add_parser(
@@ -380,6 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_status)
+
+    p = commands.add_parser(
+        "captions", help="show or set a collection's captions: off, default (the configured model) or a model"
+    )
+    p.add_argument("--collection", required=True)
+    p.add_argument("setting", nargs="?", metavar="off|default|MODEL", help="new setting (applies to later batches)")
+    p.set_defaults(func=_captions)
 
     p = commands.add_parser("config", help="show each setting, its value and where it came from; set / unset one")
     p.add_argument("action", nargs="?", choices=("show", "set", "unset"), default="show")

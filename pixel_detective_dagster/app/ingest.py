@@ -17,6 +17,7 @@ from pixel_detective_dagster.app.ingest_lock import IngestLock, collection_lock
 from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.app.integrity import check_integrity
 from pixel_detective_dagster.app.run_recovery import owner_tags, release_orphaned_runs, runs_in_flight
+from pixel_detective_dagster.catalog.captions import OFF, captions_choice, set_captions
 from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE, ScanResult, scan_collection
 from pixel_detective_dagster.definitions import make_definitions
 from pixel_detective_dagster.defs.assets import image_clusters
@@ -51,6 +52,7 @@ STAGE_ITEMS = {
     "clip_embeddings": "computed",
     "blip_captions": "computed",
     "vector_index": "upserted",
+    "caption_index": "captions_added",
 }
 
 
@@ -123,11 +125,18 @@ def failure_reason(error: SerializableErrorInfo) -> str:
     return rest if error.cls_name and kind.split(".")[-1] == error.cls_name else message  # no "module.Class: "
 
 
-def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, echo: Echo = print) -> IngestReport:
+def ingest(
+    folder: Path,
+    collection: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    echo: Echo = print,
+    captions: str | None = None,
+) -> IngestReport:
     """Ingest ``folder`` as ``collection``: check and repair what is stored, then run every unfinished batch.
 
     Batches another run is already processing are not run twice: this ingest waits for that run and
-    runs only what it left unfinished.
+    runs only what it left unfinished. ``captions`` (``off``, ``default`` or a caption model) changes the
+    collection's caption setting first.
     """
     start = time.perf_counter()
     home = resolve_home()
@@ -135,6 +144,8 @@ def ingest(folder: Path, collection: str, batch_size: int = DEFAULT_BATCH_SIZE, 
     with build_resources(resources_from_env()) as resources:
         catalog = resources.storage.catalog
         catalog.register_collection(collection, folder)
+        if captions is not None:
+            set_captions(catalog, collection, captions)
         with collection_lock(home, collection, echo) as lock:
             scan = scan_collection(catalog, collection, batch_size)
             echo(
@@ -206,8 +217,10 @@ def _run_batches(
     if load_models:
         echo("loading models ...")
         _, clip_loaded = resources.clip_model.load()
-        _, caption_loaded = resources.caption_model.load()
-        report.random_weights = clip_loaded.random_weights or caption_loaded.random_weights
+        report.random_weights = clip_loaded.random_weights
+        choice = captions_choice(resources.storage.catalog, report.collection)
+        if choice != OFF:
+            report.random_weights |= resources.caption_model.load(choice)[1].random_weights
     known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
     instance.add_dynamic_partitions(PARTITIONS_NAME, [k for k in keys if k not in known])
     for first, last in _stretches(keys, instance.get_dynamic_partitions(PARTITIONS_NAME)):

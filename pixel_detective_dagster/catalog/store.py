@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS batch_changes (
     old_hash TEXT,
     PRIMARY KEY (batch, path)
 );
+CREATE TABLE IF NOT EXISTS collection_settings (
+    collection TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (collection, name)
+);
 """
 
 LIVE_STATUSES = ("ok", "indexed")
@@ -157,8 +163,28 @@ class Catalog:
             conn.executemany("DELETE FROM batch_changes WHERE batch=?", [(k,) for k in keys])
             conn.execute("DELETE FROM batches WHERE collection=?", (name,))
             conn.execute("DELETE FROM files WHERE collection=?", (name,))
+            conn.execute("DELETE FROM collection_settings WHERE collection=?", (name,))
             conn.execute("DELETE FROM collections WHERE name=?", (name,))
         return keys
+
+    def set_setting(self, collection: str, name: str, value: str | None) -> None:
+        """Store one per-collection setting (``None`` removes it: the default applies again)."""
+        self.collection(collection)
+        with self._write() as conn:
+            if value is None:
+                conn.execute("DELETE FROM collection_settings WHERE collection=? AND name=?", (collection, name))
+            else:
+                conn.execute(
+                    "INSERT INTO collection_settings VALUES (?, ?, ?) ON CONFLICT (collection, name) "
+                    "DO UPDATE SET value=excluded.value",
+                    (collection, name, value),
+                )
+
+    def setting(self, collection: str, name: str) -> str | None:
+        row = self._conn.execute(
+            "SELECT value FROM collection_settings WHERE collection=? AND name=?", (collection, name)
+        ).fetchone()
+        return row[0] if row else None
 
     # -- scanning ----------------------------------------------------------------------------
 

@@ -75,6 +75,21 @@ class QdrantIndex(ABC):
         """Write one chunk of points, returning once the engine has applied it."""
 
     @abstractmethod
+    def _set_caption_vectors(self, captions: dict[str, str]) -> None:
+        """Replace the caption BM25 vector of existing points (id -> caption); their other vectors stay."""
+
+    @abstractmethod
+    def set_payload(self, updates: dict[str, dict[str, Any]]) -> None:
+        """Merge fields into existing points' payloads."""
+
+    def add_captions(self, updates: dict[str, dict[str, Any]]) -> None:
+        """Give existing points their caption (payload fields, ``caption`` among them) and its BM25 vector."""
+        if updates:
+            with self.session():
+                self.set_payload(updates)
+                self._set_caption_vectors({pid: str(fields["caption"]) for pid, fields in updates.items()})
+
+    @abstractmethod
     def _scroll_page(self, offset: Any, vector: str | None) -> tuple[list[IndexPoint], Any] | None:
         """Up to ``SCROLL_PAGE`` points from ``offset`` and the next page's offset (``None`` after the last page);
         ``None`` when the collection does not exist."""

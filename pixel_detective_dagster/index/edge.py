@@ -311,6 +311,14 @@ class EdgeIndex(QdrantIndex):
                 self._written()
                 shard.update(qe.UpdateOperation.set_payload([pid], payload))
 
+    def _set_caption_vectors(self, captions: dict[str, str]) -> None:
+        import qdrant_edge as qe
+
+        with self._shard() as shard:
+            if shard is not None and captions:
+                vectors = [qe.PointVectors(pid, {CAPTION_VECTOR: caption_document(c)}) for pid, c in captions.items()]
+                shard.update(qe.UpdateOperation.update_vectors(vectors))
+
     @contextmanager
     def bulk(self) -> Iterator[LoadTimes]:
         """A bulk load: no optimization while writing, then one optimizer pass (builds HNSW) at the end."""

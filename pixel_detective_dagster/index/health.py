@@ -47,14 +47,20 @@ def vectors_are_usable(index: VectorIndex) -> Health:
     return Health(not bad, {"bad_vectors": len(bad), "examples": bad[:_SHOWN]})
 
 
-def points_have_thumbnail_and_caption(index: VectorIndex) -> Health:
-    """Every point has a non-empty caption and a thumbnail file that exists."""
-    incomplete = [
-        p.id
-        for p in index.all_points(with_vectors=False)
-        if not str(p.payload.get("caption") or "").strip() or not Path(str(p.payload.get("thumbnail") or "")).is_file()
+def points_have_thumbnail(index: VectorIndex) -> Health:
+    """Every point has a thumbnail file that exists."""
+    missing = [
+        p.id for p in index.all_points(with_vectors=False) if not Path(str(p.payload.get("thumbnail") or "")).is_file()
     ]
-    return Health(not incomplete, {"incomplete_points": len(incomplete), "examples": incomplete[:_SHOWN]})
+    return Health(not missing, {"points_without_thumbnail": len(missing), "examples": missing[:_SHOWN]})
+
+
+def points_have_caption(index: VectorIndex, captions_on: bool = True) -> Health:
+    """With captions on, every point has a non-empty caption (off: nothing to check, reported as such)."""
+    if not captions_on:
+        return Health(True, {"captions": "off"})
+    missing = [p.id for p in index.all_points(with_vectors=False) if not str(p.payload.get("caption") or "").strip()]
+    return Health(not missing, {"points_without_caption": len(missing), "examples": missing[:_SHOWN]})
 
 
 def failed_ratio(manifest: pd.DataFrame, threshold: float = DEFAULT_MAX_FAILED_RATIO) -> Health:

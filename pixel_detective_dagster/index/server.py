@@ -185,6 +185,16 @@ class ServerIndex(QdrantIndex):
         for pid, payload in updates.items():
             self.client.set_payload(self.name, payload=payload, points=[pid], wait=True)
 
+    def _set_caption_vectors(self, captions: dict[str, str]) -> None:
+        from qdrant_client import models as m
+
+        if captions and self.exists():
+            vectors = [
+                m.PointVectors(id=pid, vector={CAPTION_VECTOR: _sparse(caption_document(c))})
+                for pid, c in captions.items()
+            ]
+            self.client.update_vectors(self.name, points=vectors, wait=True)
+
     @contextmanager
     def bulk(self) -> Iterator[LoadTimes]:
         """A bulk load: HNSW building switched off (m=0) while writing, restored afterwards.

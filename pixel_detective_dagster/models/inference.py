@@ -13,6 +13,7 @@ import torch
 
 from pixel_detective_dagster.media.imaging import ImageError, read_bytes
 from pixel_detective_dagster.media.manifests import default_workers, load_verified
+from pixel_detective_dagster.models.gpu_decode import gpu_decodable
 
 R = TypeVar("R")
 
@@ -86,6 +87,7 @@ def run_over_contents(
     batch_size: int,
     workers: int = 0,
     previews: dict[str, Path] | None = None,
+    gpu_decode: Callable[[Sequence[bytes]], list[torch.Tensor | None]] | None = None,
 ) -> InferenceOutcome[R]:
     """Apply ``infer`` to every (hash, relative path) not already in ``cached``.
 
@@ -93,6 +95,9 @@ def run_over_contents(
     the thumbnail step, and named by its hash), not from the original. Any other file is re-read and
     checked against its hash before decoding, so a result always belongs to the content the manifest
     recorded; so is an original whose preview has gone missing.
+
+    With ``gpu_decode`` (see ``models.gpu_decode``), the threads only read plain JPEGs and each batch of them
+    is decoded in one call on the device; one it cannot decode is prepared on the CPU, failing as it would.
     """
     previews = previews or {}
     served: list[str] = []  # appended to from decoder threads (list.append is atomic)
@@ -100,26 +105,68 @@ def run_over_contents(
     todo = [(h, p) for h, p in items if h not in cached]
     start = time.perf_counter()
 
-    def load(content: str, relative: str) -> torch.Tensor:
+    def decode(data: bytes) -> torch.Tensor | Encoded:
+        return Encoded(data) if gpu_decode is not None and gpu_decodable(data) else prepare(data)
+
+    def load(content: str, relative: str) -> torch.Tensor | Encoded:
         preview = previews.get(content)
         if preview is not None:
             try:
-                pixels = prepare(read_bytes(preview))
+                pixels = decode(read_bytes(preview))
                 served.append(content)
                 return pixels
             except ImageError:
                 pass  # preview gone or damaged: decode the original instead
-        return prepare(load_verified(root, relative, content))
+        return decode(load_verified(root, relative, content))
 
     waited = [0.0]
     for batch in prefetched(todo, load, batch_size, workers or default_workers(), waited):
+        if gpu_decode is not None:
+            batch = _decode_on_device(batch, gpu_decode, prepare)
         good = [(h, t) for h, t in batch if isinstance(t, torch.Tensor)]
         outcome.failures.update({h: str(e) for h, e in batch if isinstance(e, ImageError)})
         if good:
-            values = infer(torch.stack([t for _, t in good]))
+            values = infer(_stack([t for _, t in good]))
             outcome.results.update(zip([h for h, _ in good], values))
             outcome.computed += len(good)
     outcome.seconds = time.perf_counter() - start
     outcome.decode_wait_seconds = waited[0]
     outcome.from_previews = len(served)
     return outcome
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A JPEG read (and verified) by a decoder thread, left for the batched device decoder."""
+
+    data: bytes
+
+
+def _decode_on_device(
+    batch: list[tuple[str, torch.Tensor | ImageError | Encoded]],
+    gpu_decode: Callable[[Sequence[bytes]], list[torch.Tensor | None]],
+    prepare: Callable[[bytes], torch.Tensor],
+) -> list[tuple[str, torch.Tensor | ImageError]]:
+    """The batch with its ``Encoded`` JPEGs decoded in one device call; each the device could not decode
+    goes through ``prepare`` on the CPU (its result or its ``ImageError``, as without the device)."""
+    encoded = [(i, item.data) for i, (_, item) in enumerate(batch) if isinstance(item, Encoded)]
+    decoded = dict(zip([i for i, _ in encoded], gpu_decode([data for _, data in encoded]))) if encoded else {}
+    out: list[tuple[str, torch.Tensor | ImageError]] = []
+    for i, (content, item) in enumerate(batch):
+        if isinstance(item, Encoded):
+            pixels = decoded[i]
+            if pixels is None:
+                try:
+                    pixels = prepare(item.data)
+                except ImageError as exc:
+                    out.append((content, exc))
+                    continue
+            item = pixels
+        out.append((content, item))
+    return out
+
+
+def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One batch tensor; CPU-decoded fallbacks join device-decoded images on their device."""
+    device = next((t.device for t in tensors if t.device.type != "cpu"), torch.device("cpu"))
+    return torch.stack([t.to(device) for t in tensors])

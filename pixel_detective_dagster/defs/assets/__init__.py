@@ -1,9 +1,10 @@
-"""The asset graph: manifest -> thumbnails -> CLIP embeddings + captions -> index -> UMAP map -> clusters,
-and index -> duplicate groups."""
+"""The asset graph: manifest -> thumbnails -> CLIP embeddings -> index -> UMAP map -> clusters, and
+index -> duplicate groups; captions run after the index is written and reach its points in ``caption_index``
+(which cluster names wait for)."""
 
 from pixel_detective_dagster.defs.assets.duplicates import duplicate_groups
 from pixel_detective_dagster.defs.assets.files import image_manifest, thumbnails
-from pixel_detective_dagster.defs.assets.index import vector_index
+from pixel_detective_dagster.defs.assets.index import caption_index, vector_index
 from pixel_detective_dagster.defs.assets.maps import image_clusters, umap_projection
 from pixel_detective_dagster.defs.assets.models import blip_captions, clip_embeddings
 from pixel_detective_dagster.defs.assets.partitions import image_batches
@@ -14,6 +15,7 @@ ALL_ASSETS = [
     clip_embeddings,
     blip_captions,
     vector_index,
+    caption_index,
     umap_projection,
     image_clusters,
     duplicate_groups,
@@ -22,6 +24,7 @@ ALL_ASSETS = [
 __all__ = [
     "ALL_ASSETS",
     "blip_captions",
+    "caption_index",
     "clip_embeddings",
     "duplicate_groups",
     "image_batches",

@@ -10,14 +10,16 @@ from collections.abc import Callable
 import pandas as pd
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
 
+from pixel_detective_dagster.catalog.captions import OFF, captions_choice
 from pixel_detective_dagster.defs.assets.files import image_manifest
-from pixel_detective_dagster.defs.assets.index import vector_index
+from pixel_detective_dagster.defs.assets.index import caption_index, vector_index
 from pixel_detective_dagster.defs.resources.index import VectorIndexResource
 from pixel_detective_dagster.defs.resources.storage import StorageResource
 from pixel_detective_dagster.index.health import (
     Health,
     failed_ratio,
-    points_have_thumbnail_and_caption,
+    points_have_caption,
+    points_have_thumbnail,
     points_match_catalog,
     vectors_are_usable,
 )
@@ -65,11 +67,26 @@ def no_nan_or_zero_vectors(
 
 
 @asset_check(asset=vector_index)
-def every_point_has_thumbnail_and_caption(
+def every_point_has_thumbnail(
     context: AssetCheckExecutionContext, storage: StorageResource, vector_index: VectorIndexResource
 ) -> AssetCheckResult:
-    """Each point's caption is non-empty and its thumbnail file exists."""
-    return _per_collection(context, storage, vector_index, lambda _, index: points_have_thumbnail_and_caption(index))
+    """Each point's thumbnail file exists."""
+    return _per_collection(context, storage, vector_index, lambda _, index: points_have_thumbnail(index))
+
+
+@asset_check(asset=caption_index)
+def captions_indexed(
+    context: AssetCheckExecutionContext, storage: StorageResource, vector_index: VectorIndexResource
+) -> AssetCheckResult:
+    """Each point of a collection with captions on has a non-empty caption (warns: points without one stay
+    searchable by CLIP, they only rank lower in caption and hybrid search)."""
+    result = _per_collection(
+        context,
+        storage,
+        vector_index,
+        lambda c, index: points_have_caption(index, captions_choice(storage.catalog, c) != OFF),
+    )
+    return AssetCheckResult(passed=result.passed, severity=AssetCheckSeverity.WARN, metadata=result.metadata)
 
 
 @asset_check(asset=image_manifest)
@@ -83,6 +100,7 @@ def failed_file_ratio(context: AssetCheckExecutionContext, storage: StorageResou
 ALL_CHECKS = [
     one_point_per_unique_image,
     no_nan_or_zero_vectors,
-    every_point_has_thumbnail_and_caption,
+    every_point_has_thumbnail,
+    captions_indexed,
     failed_file_ratio,
 ]

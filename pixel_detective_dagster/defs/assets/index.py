@@ -6,13 +6,14 @@ from contextlib import ExitStack, contextmanager
 from dagster import AssetExecutionContext, Backoff, Failure, MaterializeResult, RetryPolicy, asset
 
 from pixel_detective_dagster.catalog.batch_inputs import batch_context
+from pixel_detective_dagster.catalog.captions import OFF, captions_choice
 from pixel_detective_dagster.defs.assets.models import blip_captions, clip_embeddings
 from pixel_detective_dagster.defs.assets.partitions import BATCH_ASSET_ARGS
 from pixel_detective_dagster.defs.assets.reporting import load_metadata, per_collection, search_page_links
 from pixel_detective_dagster.defs.assets.stages import stage
 from pixel_detective_dagster.defs.resources.index import VectorIndexResource
 from pixel_detective_dagster.defs.resources.storage import StorageResource
-from pixel_detective_dagster.index.sync import load_batch_features, sync_batch
+from pixel_detective_dagster.index.sync import add_batch_captions, load_batch_features, sync_batch
 from pixel_detective_dagster.storage.space import OutOfSpaceError
 
 # A Qdrant server can be briefly unreachable (restart, network): retry with backoff before failing the run.
@@ -30,7 +31,7 @@ def no_retry_when_disk_full() -> Iterator[None]:
 
 @asset(
     **BATCH_ASSET_ARGS,
-    deps=[clip_embeddings, blip_captions],
+    deps=[clip_embeddings],
     **stage("index"),
     kinds={"qdrant"},
     retry_policy=INDEX_RETRY_POLICY,
@@ -38,8 +39,9 @@ def no_retry_when_disk_full() -> Iterator[None]:
 def vector_index(
     context: AssetExecutionContext, storage: StorageResource, vector_index: VectorIndexResource
 ) -> MaterializeResult:
-    """Upserts the batch into the CLIP model's named vector with deterministic UUIDv5 ids and full payload
-    (plus a BM25 caption vector); re-points or removes changed and deleted files; optimizes once at the end."""
+    """Upserts the batch into the CLIP model's named vector with deterministic UUIDv5 ids and full payload as
+    soon as its embeddings exist (captions follow in ``caption_index``; a point keeps a caption it already has);
+    re-points or removes changed and deleted files; optimizes once at the end."""
     totals = {"upserted": 0, "payload_updated": 0, "deleted": 0}
     indexes = {}
     load_times = {}
@@ -65,3 +67,34 @@ def vector_index(
     return MaterializeResult(
         metadata={**totals, "backend": vector_index.backend, **counts, **vectors, **times, **links}
     )
+
+
+@asset(
+    **BATCH_ASSET_ARGS,
+    deps=[blip_captions, vector_index],
+    **stage("index"),
+    kinds={"qdrant"},
+    retry_policy=INDEX_RETRY_POLICY,
+)
+def caption_index(
+    context: AssetExecutionContext, storage: StorageResource, vector_index: VectorIndexResource
+) -> MaterializeResult:
+    """Adds the batch's captions to its existing points: payload (full-text field) and BM25 caption vector.
+
+    The points were searchable by CLIP before; a re-run rewrites nothing that is already there."""
+    totals = {"captions_added": 0, "captions_unchanged": 0, "captions_not_in_index": 0}
+    settings: dict[str, object] = {}
+    with no_retry_when_disk_full():
+        for key in context.partition_keys:
+            batch = batch_context(storage.catalog, storage.layout, key)
+            choice = captions_choice(storage.catalog, batch.collection)
+            settings[f"captions/{batch.collection}"] = choice or "default"
+            if choice == OFF:
+                continue
+            index = vector_index.for_collection(storage.layout, batch.collection)
+            sync = add_batch_captions(index, batch.collection, batch.read("blip_captions"))
+            totals["captions_added"] += sync.added
+            totals["captions_unchanged"] += sync.unchanged
+            totals["captions_not_in_index"] += sync.not_in_index
+            context.log.info(f"{key}: {sync}")
+    return MaterializeResult(metadata={**totals, **settings})

@@ -3,7 +3,7 @@
 import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, asset
 
-from pixel_detective_dagster.defs.assets.index import vector_index
+from pixel_detective_dagster.defs.assets.index import caption_index, vector_index
 from pixel_detective_dagster.defs.assets.partitions import BATCH_ASSET_ARGS, collections_of
 from pixel_detective_dagster.defs.assets.reporting import (
     cluster_metadata,
@@ -70,7 +70,7 @@ def umap_projection(
 
 @asset(
     **BATCH_ASSET_ARGS,
-    deps=[umap_projection],
+    deps=[umap_projection, caption_index],  # cluster names come from the captions
     **stage(MAPS_GROUP),
     kinds={"scikitlearn", "parquet", "qdrant"},
     automation_condition=MAPS_REFRESH,

@@ -18,14 +18,17 @@ import torch
 from dagster import AssetExecutionContext, AssetsDefinition, DataVersion, Failure, MaterializeResult, asset
 
 from pixel_detective_dagster.catalog.batch_inputs import BatchContext, batch_context
+from pixel_detective_dagster.catalog.captions import OFF, captions_choice, describe_captions
 from pixel_detective_dagster.defs.assets.files import thumbnails
-from pixel_detective_dagster.defs.assets.partitions import BATCH_ASSET_ARGS
+from pixel_detective_dagster.defs.assets.partitions import BATCH_ASSET_ARGS, collections_of
 from pixel_detective_dagster.defs.assets.reporting import artifact_links, failures_table, model_metadata
 from pixel_detective_dagster.defs.assets.stages import stage
 from pixel_detective_dagster.defs.resources.models import CaptionModelResource, ClipModelResource
 from pixel_detective_dagster.defs.resources.storage import StorageResource
 from pixel_detective_dagster.models.batching import AdaptiveBatcher
+from pixel_detective_dagster.models.captioner import Captioner
 from pixel_detective_dagster.models.device import release_memory
+from pixel_detective_dagster.models.gpu_decode import GpuDecoder, caption_geometry, clip_geometry, decoder_for
 from pixel_detective_dagster.models.inference import InferenceOutcome, run_over_contents
 from pixel_detective_dagster.models.registry import LoadedModel, ModelLoadError
 from pixel_detective_dagster.storage.artifacts import write_parquet, write_vectors
@@ -60,6 +63,7 @@ class ModelStep(Generic[R]):
     write: Callable[[BatchContext, list[str], list[R]], Path]
     batcher: AdaptiveBatcher
     min_side: int  # shorter side the model decodes its input at: a preview at least this large serves it
+    gpu_decode: GpuDecoder | None = None  # batched JPEG decode on the model's CUDA device (``decoder_for``)
 
 
 def covering_previews(batch: BatchContext, min_side: int) -> dict[str, Path]:
@@ -72,18 +76,32 @@ def covering_previews(batch: BatchContext, min_side: int) -> dict[str, Path]:
 
 
 def run_model_step(
-    context: AssetExecutionContext, storage: StorageResource, step: ModelStep[R]
+    context: AssetExecutionContext,
+    storage: StorageResource,
+    step_for: Callable[[BatchContext], ModelStep[Any] | None],
+    skip: Callable[[BatchContext], Path] | None = None,
+    fail_files: bool = True,
 ) -> tuple[dict[str, object], DataVersion]:
     """Every batch of the run: cached results reused, the rest computed, failures recorded, artifact written.
 
-    Returns the run's metadata and its data version.
+    ``step_for`` picks each batch's step (``None``: the step is switched off for it, ``skip`` writes its
+    empty artifact). ``fail_files``: a content the model cannot process marks its files failed (the
+    caption step, which runs after the index is written, only reports them). Returns metadata and data version.
     """
     outcomes, paths, hashes_seen = [], [], []
-    retries_before = step.batcher.oom_retries
+    steps: dict[str, tuple[ModelStep[Any], int]] = {}  # identity -> step, its OOM retries before this run
     keys, started = context.partition_keys, time.perf_counter()
     try:
         for done, key in enumerate(keys, 1):
             batch = batch_context(storage.catalog, storage.layout, key)
+            step = step_for(batch)
+            if step is None:
+                if skip is None:
+                    raise ValueError(f"{key}: no model step, and no way to skip it")
+                paths.append(skip(batch))
+                context.log.info(f"{key}: switched off for collection {batch.collection}")
+                continue
+            steps.setdefault(step.identity, (step, step.batcher.oom_retries))
             items = batch.ready_contents()
             cached = step.get_cached(step.identity, [h for h, _ in items])
             outcome = run_over_contents(
@@ -95,9 +113,11 @@ def run_model_step(
                 step.batcher.limit,
                 storage.workers,
                 covering_previews(batch, step.min_side),
+                step.gpu_decode,
             )
             step.put_cached(step.identity, {h: v for h, v in outcome.results.items() if h not in cached})
-            storage.catalog.fail_hashes(batch.collection, key, outcome.failures)
+            if fail_files:
+                storage.catalog.fail_hashes(batch.collection, key, outcome.failures)
             hashes = [h for h, _ in items if h in outcome.results]
             paths.append(step.write(batch, hashes, [outcome.results[h] for h in hashes]))
             outcomes.append(outcome)
@@ -108,14 +128,15 @@ def run_model_step(
                 f"{outcome.images_per_second:.1f} img/s, waited {outcome.decode_wait_seconds:.2f} s for decoders"
             )
     finally:
-        release_memory(step.batcher.device)
+        for step, _ in steps.values():
+            release_memory(step.batcher.device)
     metadata = {
         **_throughput(outcomes),
         **artifact_links(paths),
-        "batch_size": step.batcher.limit,
-        "oom_retries": step.batcher.oom_retries - retries_before,
+        "batch_size": max((s.batcher.limit for s, _ in steps.values()), default=0),
+        "oom_retries": sum(s.batcher.oom_retries - before for s, before in steps.values()),
     }
-    return metadata, data_version(step.identity, hashes_seen)
+    return metadata, data_version("\n".join(sorted(steps)), hashes_seen)
 
 
 def progress(started: float, done: int, total: int) -> str:
@@ -131,22 +152,27 @@ def data_version(identity: str, hashes: Sequence[str]) -> DataVersion:
 
 
 def load_model(
-    context: AssetExecutionContext, resource: ClipModelResource | CaptionModelResource
+    context: AssetExecutionContext, resource: ClipModelResource | CaptionModelResource, *model: str
 ) -> tuple[Any, LoadedModel]:
-    """The resource's model, announced first (a cold load takes a while); a model that cannot be loaded
-    fails the step with the one-line hint as its error message, the one the UI shows first."""
-    context.log.info(f"loading model {resource.model} (the first load in a process can take a while) ...")
+    """The resource's model (or ``model``, a collection's own caption model), announced first (a cold load
+    takes a while); a model that cannot be loaded fails the step with the one-line hint as its error message,
+    the one the UI shows first."""
+    context.log.info(f"loading model {model[0] if model else resource.model} (the first load can take a while) ...")
     try:
-        return resource.load()
+        return resource.load(*model)
     except ModelLoadError as exc:
         raise Failure(description=str(exc), allow_retries=False) from exc
+
+
+def _log_load(context: AssetExecutionContext, loaded: LoadedModel) -> None:
+    how = "already loaded in this process" if loaded.cached else f"loaded in {loaded.load_seconds:.2f} s"
+    context.log.info(f"model {loaded.identity}: {how}")
 
 
 def _result(
     context: AssetExecutionContext, loaded: LoadedModel, run: tuple[dict[str, object], DataVersion], **extra: Any
 ) -> MaterializeResult:
-    how = "already loaded in this process" if loaded.cached else f"loaded in {loaded.load_seconds:.2f} s"
-    context.log.info(f"model {loaded.identity}: {how}")
+    _log_load(context, loaded)
     metadata, version = run
     return MaterializeResult(metadata={**metadata, **extra, **model_metadata(loaded)}, data_version=version)
 
@@ -178,20 +204,39 @@ def clip_embeddings(
         write,
         encoder.batcher,
         encoder.image_size,
+        decoder_for(
+            encoder.device, clip_geometry(encoder.split.geometry, encoder.image_size) if encoder.split else None
+        ),
     )
-    return _result(context, loaded, run_model_step(context, storage, step), dimensions=encoder.dim)
+    return _result(context, loaded, run_model_step(context, storage, lambda _: step), dimensions=encoder.dim)
+
+
+CAPTION_COLUMNS = ["hash", "caption", "model", "random_weights"]
+# Ready steps run highest priority first: in a run, CLIP embeddings and the index come before the captions,
+# so a batch is searchable without waiting for them (captions reach its points in ``caption_index``).
+CAPTIONS_LAST = {"dagster/priority": "-1"}
 
 
 @asset(
-    **BATCH_ASSET_ARGS, deps=[thumbnails], pool="gpu", **stage("models"), kinds={"pytorch", "huggingface", "parquet"}
+    **BATCH_ASSET_ARGS,
+    deps=[thumbnails],
+    pool="gpu",
+    op_tags=CAPTIONS_LAST,
+    **stage("models"),
+    kinds={"pytorch", "huggingface", "parquet"},
 )
 def blip_captions(
     context: AssetExecutionContext, storage: StorageResource, caption_model: CaptionModelResource
 ) -> MaterializeResult:
-    """One caption per unique content from a transformers captioner (BLIP by default), cached by (model, hash)."""
-    captioner, loaded = load_model(context, caption_model)
+    """One caption per unique content from a transformers captioner (BLIP by default), cached by (model, hash).
 
-    def write(batch: BatchContext, hashes: list[str], captions: list[str]) -> Path:
+    Each collection's ``captions`` setting (``pixel-detective captions``) switches them off or picks another
+    model; runs after the batch is indexed, so search never waits for captions."""
+    choices = {c: captions_choice(storage.catalog, c) for c in collections_of(context.partition_keys)}
+    steps: dict[str | None, ModelStep[str]] = {}
+    loads: dict[str, LoadedModel] = {}
+
+    def write(batch: BatchContext, hashes: list[str], captions: list[str], captioner: Captioner) -> Path:
         frame = pd.DataFrame(
             {
                 "hash": hashes,
@@ -200,20 +245,44 @@ def blip_captions(
                 "random_weights": captioner.random_weights,
             }
         )
-        return write_parquet(frame, batch.artifact("blip_captions"))
+        return write_parquet(frame.reindex(columns=CAPTION_COLUMNS), batch.artifact("blip_captions"))
 
-    step = ModelStep(
-        "captions",
-        captioner.identity,
-        storage.features.get_captions,
-        storage.features.put_captions,
-        captioner.prepare,
-        captioner.caption_batch,
-        write,
-        captioner.batcher,
-        captioner.image_size,
+    def step_for(batch: BatchContext) -> ModelStep[str] | None:
+        choice = choices[batch.collection]
+        if choice == OFF:
+            return None
+        if choice not in steps:
+            captioner, loaded = load_model(context, caption_model, *([choice] if choice else []))
+            loads[captioner.identity] = loaded
+            geometry = caption_geometry(captioner.processor.image_processor) if captioner.split else None
+            steps[choice] = ModelStep(
+                "captions",
+                captioner.identity,
+                storage.features.get_captions,
+                storage.features.put_captions,
+                captioner.prepare,
+                captioner.caption_batch,
+                lambda b, h, c, captioner=captioner: write(b, h, c, captioner),
+                captioner.batcher,
+                captioner.image_size,
+                decoder_for(captioner.device, geometry),
+            )
+        return steps[choice]
+
+    def skip(batch: BatchContext) -> Path:
+        return write_parquet(pd.DataFrame(columns=CAPTION_COLUMNS), batch.artifact("blip_captions"))
+
+    metadata, version = run_model_step(context, storage, step_for, skip, fail_files=False)
+    settings = {
+        f"captions/{c}": describe_captions(choice, caption_model.model) for c, choice in sorted(choices.items())
+    }
+    for loaded in loads.values():
+        _log_load(context, loaded)
+    models = [model_metadata(loaded) for loaded in loads.values()]
+    return MaterializeResult(
+        metadata={**metadata, **settings, **(models[0] if len(models) == 1 else {"models": sorted(loads)})},
+        data_version=version,
     )
-    return _result(context, loaded, run_model_step(context, storage, step))
 
 
 def model_versioned_assets(assets: Sequence[AssetsDefinition], resources: dict[str, Any]) -> list[AssetsDefinition]:

@@ -152,12 +152,14 @@ class CaptionModelResource(ConfigurableResource):
 
     allow_download: bool = False
 
-    def load(self) -> tuple[Captioner, LoadedModel]:
+    def load(self, model: str | None = None) -> tuple[Captioner, LoadedModel]:
+        """The configured captioner, or ``model`` (a collection's own choice) with the same device and settings."""
+        name = model or self.model
         loaded, seconds, cached = load_local(
             "caption",
-            self.model,
+            name,
             self.allow_download,
-            lambda: load_captioner(self.model, self.device, self.precision, self.compile_model, self.batch_size),
+            lambda: load_captioner(name, self.device, self.precision, self.compile_model, self.batch_size),
         )
         captioner = loaded.with_generation(self.generation)
         return captioner, LoadedModel(captioner.identity, seconds, cached, captioner.random_weights)
