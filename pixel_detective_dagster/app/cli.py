@@ -26,8 +26,8 @@ from pixel_detective_dagster.app.arguments import (
 )
 from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE
 from pixel_detective_dagster.index.points import DUPLICATE_THRESHOLD
-from pixel_detective_dagster.quiet import quiet
 from pixel_detective_dagster.storage.layout import validate_collection
+from pixel_detective_dagster.storage.quiet import quiet
 from pixel_detective_dagster.storage.settings import SECRET_KEYS, current, lookup
 
 if TYPE_CHECKING:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import qdrant_edge as qe
 
 from pixel_detective_dagster.index.base import RRF_K, SCROLL_PAGE, QdrantIndex, QuerySpec
 from pixel_detective_dagster.index.points import (
@@ -56,8 +57,6 @@ _WRITTEN: set[str] = set()  # open shards written since they were opened
 
 
 def _dialect() -> FilterDialect:
-    import qdrant_edge as qe
-
     return FilterDialect(
         filter=qe.Filter,
         field=qe.FieldCondition,
@@ -70,8 +69,6 @@ def _dialect() -> FilterDialect:
 
 
 def _payload_schema(kind: str, graph: bool) -> Any:
-    import qdrant_edge as qe
-
     if kind == "text":
         return qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True, enable_hnsw=graph)
     return {
@@ -82,8 +79,6 @@ def _payload_schema(kind: str, graph: bool) -> Any:
 
 
 def _search_params(settings: IndexSettings) -> Any:
-    import qdrant_edge as qe
-
     rescore = qe.QuantizationSearchParams(rescore=True, oversampling=2.0) if settings.quantization else None
     acorn = qe.AcornSearchParams(enable=True) if settings.acorn else None
     return qe.SearchParams(hnsw_ef=settings.search_ef, quantization=rescore, acorn=acorn)
@@ -169,8 +164,6 @@ class EdgeIndex(QdrantIndex):
             if not (create or self.exists()):
                 yield None
                 return
-            import qdrant_edge as qe
-
             with self._locked(wait):
                 shard = self._load(qe) if self.exists() else self._create(qe)
                 _OPEN_SHARDS[key] = shard
@@ -263,8 +256,6 @@ class EdgeIndex(QdrantIndex):
                 super().upsert(points)
 
     def _upsert_chunk(self, points: Sequence[IndexPoint]) -> None:
-        import qdrant_edge as qe
-
         with self._shard(create=True) as shard:
             self._require_space(len(points))
             name = self.vector
@@ -293,8 +284,6 @@ class EdgeIndex(QdrantIndex):
         require_space(self.directory, WRITE_HEADROOM + per_point * points, f"writing to index {self.label}")
 
     def delete(self, ids: Sequence[str]) -> None:
-        import qdrant_edge as qe
-
         with self._shard() as shard:
             if shard is not None and ids:
                 self._require_space(0)
@@ -302,8 +291,6 @@ class EdgeIndex(QdrantIndex):
                 shard.update(qe.UpdateOperation.delete_points(list(ids)))
 
     def set_payload(self, updates: dict[str, dict[str, Any]]) -> None:
-        import qdrant_edge as qe
-
         with self._shard() as shard:
             if shard is not None and updates:
                 self._require_space(0)
@@ -312,8 +299,6 @@ class EdgeIndex(QdrantIndex):
                 shard.update(qe.UpdateOperation.set_payload([pid], payload))
 
     def _set_caption_vectors(self, captions: dict[str, str]) -> None:
-        import qdrant_edge as qe
-
         with self._shard() as shard:
             if shard is not None and captions:
                 vectors = [qe.PointVectors(pid, {CAPTION_VECTOR: caption_document(c)}) for pid, c in captions.items()]
@@ -398,8 +383,6 @@ class EdgeIndex(QdrantIndex):
         return qe.QueryRequest(query=dense or sparse, params=params if dense is not None else None, **common)
 
     def _run(self, specs: list[QuerySpec]) -> list[list[Hit]]:
-        import qdrant_edge as qe
-
         with self._shard() as shard:
             if shard is None:
                 return [[] for _ in specs]
@@ -417,8 +400,6 @@ class EdgeIndex(QdrantIndex):
             return [record_point(r, vector) for r in records]
 
     def _scroll_page(self, offset: Any, vector: str | None) -> tuple[list[IndexPoint], Any] | None:
-        import qdrant_edge as qe
-
         with self._shard() as shard:
             if shard is None:
                 return None
@@ -429,8 +410,6 @@ class EdgeIndex(QdrantIndex):
             return [record_point(r, vector) for r in records], offset
 
     def count(self, filters: Any = None) -> int:
-        import qdrant_edge as qe
-
         with self._shard() as shard:
             if shard is None:
                 return 0

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import qdrant_edge as qe
+
 from pixel_detective_dagster.index.edge import EdgeIndex
 from pixel_detective_dagster.index.vector_index import VectorIndex
 
@@ -81,8 +83,6 @@ class LiveIndex:
             return True
 
     def _take_copy(self) -> _Copy | None:
-        import qdrant_edge as qe
-
         assert isinstance(self.index, EdgeIndex)
         directory = self.workdir / uuid.uuid4().hex
         generation = self.index.copy_to(directory)

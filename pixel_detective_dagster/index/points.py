@@ -13,6 +13,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
+import qdrant_edge as qe
 
 CAPTION_VECTOR = "caption_bm25"  # sparse BM25 vector of the caption, ranked with IDF by the engine
 _POINT_NAMESPACE = uuid.UUID("6f1d8a4e-2b7c-5e3f-9a10-7c4b2d9e8f01")
@@ -58,8 +59,6 @@ def folders_of(paths: Iterable[str]) -> list[str]:
 
 @cache
 def _bm25() -> Any:
-    import qdrant_edge as qe
-
     return qe.Bm25()
 
 

@@ -1,8 +1,8 @@
 """Quiet by default: library warnings, model-loading progress bars and open_clip's download noise are hidden.
 
 The CLI (``--verbose`` shows them) and the Dagster layer (``PIXEL_DETECTIVE_VERBOSE=1`` shows them)
-call ``quiet()`` before the heavy libraries load; what a command prints is then its own output. Nothing else changes: real errors
-still raise, and Dagster's own run logs are untouched.
+call ``quiet()`` before the heavy libraries load; what a command prints is then its own output.
+Nothing else changes: real errors still raise, and Dagster's own run logs are untouched.
 """
 
 from __future__ import annotations
