@@ -23,19 +23,11 @@ from dagster import DagsterInstance, DagsterRunStatus
 from playwright.sync_api import Page, expect, sync_playwright
 
 from pixel_detective_dagster.app.instance_config import install_instance_config
+from pixel_detective_dagster.defs.assets import ALL_ASSETS
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ASSETS = [
-    "image_manifest",
-    "thumbnails",
-    "clip_embeddings",
-    "blip_captions",
-    "vector_index",
-    "umap_projection",
-    "image_clusters",
-    "duplicate_groups",
-]
+ASSETS = [a.key.to_user_string() for a in ALL_ASSETS]  # every asset of the graph, in its order
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
 CHROMIUM_ARGS = [
