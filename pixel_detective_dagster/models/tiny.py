@@ -14,6 +14,15 @@ import torch
 from pixel_detective_dagster.models.registry import TINY_MARKER
 
 TINY_IMAGE_SIZE = 64
+# the vision tower shared by the tiny BLIP and GIT captioners
+TINY_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": TINY_IMAGE_SIZE,
+    "patch_size": 16,
+}
 _CAPTION_WORDS = [
     "a",
     "an",
@@ -132,15 +141,7 @@ def make_tiny_blip(target: Path) -> Path:
         "max_position_embeddings": 64,
         "encoder_hidden_size": 32,
     }
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "image_size": TINY_IMAGE_SIZE,
-        "patch_size": 16,
-    }
-    return save_random_blip(target, text, vision, projection_dim=32)
+    return save_random_blip(target, text, dict(TINY_VISION), projection_dim=32)
 
 
 def make_random_blip_base(target: Path) -> Path:
@@ -179,14 +180,7 @@ def make_tiny_git(target: Path) -> Path:
     tokenizer = _word_tokenizer()
     vocab = tokenizer.vocab
     config = GitConfig(
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": TINY_IMAGE_SIZE,
-            "patch_size": 16,
-        },
+        vision_config=dict(TINY_VISION),
         vocab_size=len(vocab),
         hidden_size=32,
         intermediate_size=64,

@@ -69,7 +69,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("index.url", "QDRANT_URL", help="Qdrant server URL; unset = embedded qdrant-edge in the data directory"),
     Setting("index.api_key", "QDRANT_API_KEY"),
     Setting("index.prefer_grpc", "QDRANT_PREFER_GRPC", bool, False),
-    Setting("projection.engine", "PIXEL_DETECTIVE_PROJECTION_ENGINE", default="auto", help="auto, cuml, cpu"),
+    Setting(
+        "projection.engine",
+        "PIXEL_DETECTIVE_PROJECTION_ENGINE",
+        default="auto",
+        help="auto, cuml, torch, cpu, umap-learn",
+    ),
     Setting("projection.refit", "PIXEL_DETECTIVE_PROJECTION_REFIT", bool, False, "refit every map on the next run"),
     Setting(
         "projection.refit_fraction",

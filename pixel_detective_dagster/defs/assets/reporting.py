@@ -57,7 +57,11 @@ def rate(count: int, seconds: float) -> float:
 
 def thumbnail_metadata(frames: Sequence[pd.DataFrame], seconds: float) -> dict[str, object]:
     """Counts, throughput, failures and a contact sheet over the batches' thumbnail frames."""
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["status", "cached", "hash"])
+    frame = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["status", "cached", "hash", "reason", "thumbnail"])
+    )
     ok, failed = frame[frame["status"] == "ok"], frame[frame["status"] == "failed"]
     made = int((~ok["cached"].astype(bool)).sum())
     return {
