@@ -4,6 +4,8 @@ use, quiet output, and the done-when sequence on a fresh data directory with no 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -121,6 +123,18 @@ def test_text_tower_gives_the_models_vectors_without_torch(tiny_models: dict[str
     assert np.array_equal(tower.tokens(texts), encoder.tokenizer(texts).numpy())
     np.testing.assert_allclose(tower.encode_texts(texts), encoder.encode_texts(texts), atol=1e-5)
     assert load_text_tower(tmp_path / "nothing") is None
+    # the causal tower runs on the tokens through the end-of-text token only: 3 positions for one word
+    assert tower.prefix and tower.model_input(["cat"]).shape == (1, 3) and tower.model_input(texts).shape[1] == 77
+    np.testing.assert_allclose(tower.encode_texts(["cat"]), encoder.encode_texts(["cat"]), atol=1e-5)
+
+
+def test_a_text_tower_pooled_elsewhere_runs_on_the_whole_context(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    shared, _, _ = load_clip(str(tiny_models["clip"]), device="cpu")  # loaded once per process: change a copy
+    encoder = dataclasses.replace(shared, model=copy.deepcopy(shared.model), image_tower=None, text_tower=None)
+    encoder.model.text_pool_type = "last"  # reads the last position: the padding matters, no prefix is exact
+    tower = export_text_tower(encoder, tmp_path / "tower")
+    assert tower is not None and not tower.prefix and tower.model_input(["cat"]).shape == (1, 77)
+    np.testing.assert_allclose(tower.encode_texts(["cat", "a dog"]), encoder.encode_texts(["cat", "a dog"]), atol=1e-5)
 
 
 def test_a_missing_model_fails_in_seconds_with_one_line(tmp_path: Path, photos: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = 1
+FORMAT = 2  # 2: the text tower runs on the tokens through the end-of-text token where it can
 PROBES = ("a photo of a cat", "Two dogs playing in the PARK!", "café, 42 naïve émojis 🐱", "it's a <b>test</b> &amp;")
 # largest difference of a probe embedding component, ONNX (fp32) vs the loaded model: tight for an fp32 model,
 # looser for one that runs in half precision (its own text vectors differ from fp32 by about that much)
@@ -55,6 +55,7 @@ class TextTower:
     eot: int
     tokenizer: Any
     session: Any
+    prefix: bool = False  # the export takes any prefix holding each row's end-of-text token (largest id)
 
     def tokens(self, texts: list[str]) -> np.ndarray:
         """The same ids as open_clip's ``SimpleTokenizer`` (ftfy + html clean-up, BPE, truncate, zero-pad)."""
@@ -68,9 +69,14 @@ class TextTower:
             rows[i, : len(ids)] = ids
         return rows
 
+    def model_input(self, texts: list[str]) -> np.ndarray:
+        """The token ids the session runs on: cut after the last end-of-text token where the export allows."""
+        tokens = self.tokens(texts)
+        return tokens[:, : int(tokens.argmax(axis=1).max()) + 1] if self.prefix else tokens
+
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 embeddings, as ``ClipEncoder.encode_texts``."""
-        return self.session.run(None, {"tokens": self.tokens(texts)})[0].astype(np.float32)
+        return self.session.run(None, {"tokens": self.model_input(texts)})[0].astype(np.float32)
 
 
 def load_text_tower(directory: Path) -> TextTower | None:
@@ -95,6 +101,7 @@ def load_text_tower(directory: Path) -> TextTower | None:
         meta["eot"],
         Tokenizer.from_file(str(directory / "tokenizer.json")),
         session,
+        bool(meta.get("prefix")),
     )
 
 
@@ -120,6 +127,8 @@ def export_text_tower(encoder: Any, directory: Path) -> TextTower | None:
 def _export(encoder: Any, out: Path) -> dict[str, Any]:
     import torch
 
+    from pixel_detective_dagster.models.text_prefix import PrefixTextEncoder, TextEncoder, causal_argmax_text
+
     tokenizer = encoder.tokenizer
     if not hasattr(tokenizer, "bpe_ranks") or getattr(tokenizer, "reduction_fn", None) is not None:
         raise TypeError(f"{type(tokenizer).__name__} is not open_clip's plain BPE tokenizer")
@@ -130,35 +139,36 @@ def _export(encoder: Any, out: Path) -> dict[str, Any]:
 
         model = copy.deepcopy(model).float().cpu()
 
-    class TextEncoder(torch.nn.Module):
-        """The model's normalised text embedding as a module ONNX can trace."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.clip = model
-
-        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.normalize(self.clip.encode_text(tokens).float(), dim=-1)
-
-    text = TextEncoder().eval()
+    prefix = causal_argmax_text(model)
+    text = (PrefixTextEncoder(model) if prefix else TextEncoder(model)).eval()
     sample = tokenizer(list(PROBES))
+    example = sample[:, : int(sample.argmax(-1).max()) + 1] if prefix else sample
+    target = str(out / "text.onnx")
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on indexing; the probes below check the result
-        torch.onnx.export(
-            text,
-            (sample,),
-            str(out / "text.onnx"),
-            input_names=["tokens"],
-            output_names=["embedding"],
-            dynamic_axes={"tokens": {0: "batch"}, "embedding": {0: "batch"}},
-            dynamo=False,
-        )
+        if prefix:  # the tracing exporter fixes the attention's sequence length; torch.export keeps it symbolic
+            positions = torch.export.Dim("positions", min=2, max=int(tokenizer.context_length))
+            shapes = ({0: torch.export.Dim("batch"), 1: positions},)
+            torch.onnx.export(
+                text, (example,), target, input_names=["tokens"], dynamic_shapes=shapes, dynamo=True, verbose=False
+            )
+        else:
+            torch.onnx.export(
+                text,
+                (example,),
+                target,
+                input_names=["tokens"],
+                output_names=["embedding"],
+                dynamic_axes={"tokens": {0: "batch"}, "embedding": {0: "batch"}},
+                dynamo=False,
+            )
     meta = {
         "usable": True,
         "random_weights": bool(encoder.random_weights),
         "context_length": int(tokenizer.context_length),
         "sot": int(tokenizer.sot_token_id),
         "eot": int(tokenizer.eot_token_id),
+        "prefix": prefix,
     }
     (out / "tower.json").write_text(json.dumps({**meta, "identity": encoder.identity}))
     tower = load_text_tower(out)
