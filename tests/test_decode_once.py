@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pixel_detective_dagster.app.ingest import ingest, stage_table
+from pixel_detective_dagster.app.ingest import ingest
+from pixel_detective_dagster.app.ingest_report import stage_table
 from pixel_detective_dagster.media.imaging import content_hash, make_views
 from pixel_detective_dagster.media.manifests import build_manifest
 from pixel_detective_dagster.media.thumbnails import ThumbnailSettings, build_thumbnails

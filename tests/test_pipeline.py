@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from dagster import build_resources
 
 from pixel_detective_dagster.app.cli import main
 from pixel_detective_dagster.app.ingest import ingest
+from pixel_detective_dagster.app.up_to_date import unchanged_ingest
 from pixel_detective_dagster.defs.resources import resources_from_env
 from pixel_detective_dagster.index.vector_index import point_id
 from pixel_detective_dagster.samples.images import generate_folder
@@ -62,6 +65,16 @@ def test_full_graph_then_incremental_changes(env: Path, photos: Path, capsys: py
     # second ingest of the unchanged folder: no batches, no model work
     again = ingest(photos, "pics")
     assert again.success and again.batches == [] and feature_rows(env) == 12
+    # the command answers for the unchanged folder from the scan, catalog and index: no Dagster, torch or model
+    script = (
+        "import sys; from pixel_detective_dagster.app.cli import main; "
+        "code = main(['ingest', sys.argv[1], '--collection', 'pics']); "
+        "print('HEAVY', sorted({'dagster', 'torch', 'open_clip'} & set(sys.modules))); sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(photos)], capture_output=True, text=True, check=True)
+    assert "nothing to do: the index is up to date" in done.stdout and "HEAVY []" in done.stdout, done.stdout
+    assert "done: 0 new/changed, 0 deleted" in done.stdout
+    assert unchanged_ingest(photos, "pics", "off", print) is None  # a new caption setting is work for Dagster
 
     # modify one file: re-embedded, its old point gone; delete another: it leaves the index
     victim = sorted(photos.glob("*.jpg"))[2]
@@ -72,6 +85,7 @@ def test_full_graph_then_incremental_changes(env: Path, photos: Path, capsys: py
     removed_hash = next(h for h, p in points.items() if p["path"] == removed.name)
     removed.unlink()
     (photos / "sub" / "dup.jpg").unlink()  # the duplicate's point stays, with one path fewer
+    assert unchanged_ingest(photos, "pics", None, print) is None  # changes: the full ingest runs
     third = ingest(photos, "pics")
     assert third.success and third.upserts == 1 and third.deletes == 2
     after = index_points()

@@ -8,6 +8,7 @@ config, delete, captions) never import torch or Dagster; a text search with a ca
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -36,12 +37,16 @@ if TYPE_CHECKING:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from pixel_detective_dagster.app.ingest import ingest, stage_table  # lazy: heavy start-up, unneeded elsewhere
+    from pixel_detective_dagster.app.ingest_report import stage_table
     from pixel_detective_dagster.app.search import NOT_SEMANTIC
+    from pixel_detective_dagster.app.up_to_date import unchanged_ingest
 
-    report = ingest(
-        args.path, args.collection, args.batch_size, echo=lambda line: print(line, flush=True), captions=args.captions
-    )
+    echo = functools.partial(print, flush=True)
+    report = unchanged_ingest(args.path, args.collection, args.captions, echo)
+    if report is None:
+        from pixel_detective_dagster.app.ingest import ingest  # lazy: Dagster and the models, only for real work
+
+        report = ingest(args.path, args.collection, args.batch_size, echo=echo, captions=args.captions)
     if report.stages:
         print(stage_table(report.stages))
     if report.random_weights:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from dagster_shared.error import SerializableErrorInfo
 
 from pixel_detective_dagster.app.admin import Admin
 from pixel_detective_dagster.app.ingest_lock import IngestLock, collection_lock
+from pixel_detective_dagster.app.ingest_report import IngestReport, StageThroughput
 from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.app.integrity import check_integrity
 from pixel_detective_dagster.app.run_recovery import owner_tags, release_orphaned_runs, runs_in_flight
@@ -29,22 +29,6 @@ from pixel_detective_dagster.storage.names import stored_path
 Echo = Callable[[str], None]
 
 
-@dataclass
-class IngestReport:
-    collection: str
-    files_seen: int
-    upserts: int
-    deletes: int
-    batches: list[str]
-    seconds: float
-    success: bool
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    run_id: str | None = None
-    random_weights: bool = False
-    warnings: dict[str, str] = field(default_factory=dict)  # folder the scan could not list -> reason
-    stages: list[StageThroughput] = field(default_factory=list)
-
-
 # what each asset counts as its work items, in its materialization metadata
 STAGE_ITEMS = {
     "image_manifest": "files",
@@ -54,19 +38,6 @@ STAGE_ITEMS = {
     "vector_index": "upserted",
     "caption_index": "captions_added",
 }
-
-
-@dataclass(frozen=True)
-class StageThroughput:
-    """One step of the run: its items (None where a step has no per-image count), seconds and rate."""
-
-    stage: str
-    items: int | None
-    seconds: float
-
-    @property
-    def per_second(self) -> float | None:
-        return self.items / self.seconds if self.items is not None and self.seconds > 0 else None
 
 
 def stage_throughput(entries: list[EventLogEntry]) -> list[StageThroughput]:
@@ -89,25 +60,6 @@ def stage_throughput(entries: list[EventLogEntry]) -> list[StageThroughput]:
         elif event.event_type == DagsterEventType.STEP_SUCCESS and step in started:
             stages.append(StageThroughput(step, items.get(step), entry.timestamp - started[step]))
     return stages
-
-
-def stage_table(stages: list[StageThroughput]) -> str:
-    """The stages as a small aligned text table (stage, items, seconds, items/s)."""
-    rows = [("stage", "items", "seconds", "items/s")]
-    rows += [
-        (
-            s.stage,
-            "-" if s.items is None else str(s.items),
-            f"{s.seconds:.2f}",
-            f"{s.per_second:.1f}" if s.per_second else "-",
-        )
-        for s in stages
-    ]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-        for row in rows
-    )
 
 
 def unfinished_batches(instance: DagsterInstance, keys: list[str]) -> list[str]:
@@ -190,6 +142,7 @@ def _ingest_batches(
         warnings=scan.warnings,
     )
     if not todo and integrity.ok:
+        catalog.mark_finished(keys)  # Dagster agrees: the next unchanged ingest can answer without it
         echo("nothing to do: the index is up to date")
         return report
     mine = [k for k in todo if k not in busy]

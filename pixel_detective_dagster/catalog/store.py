@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS batches (
     created REAL NOT NULL,
     n_changes INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS finished_batches (
+    key TEXT PRIMARY KEY,
+    finished REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS batch_changes (
     batch TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -161,6 +165,7 @@ class Catalog:
         with self._write() as conn:
             keys = [k for (k,) in conn.execute("SELECT key FROM batches WHERE collection=?", (name,))]
             conn.executemany("DELETE FROM batch_changes WHERE batch=?", [(k,) for k in keys])
+            conn.executemany("DELETE FROM finished_batches WHERE key=?", [(k,) for k in keys])
             conn.execute("DELETE FROM batches WHERE collection=?", (name,))
             conn.execute("DELETE FROM files WHERE collection=?", (name,))
             conn.execute("DELETE FROM collection_settings WHERE collection=?", (name,))
@@ -246,6 +251,23 @@ class Catalog:
             rows = self._conn.execute("SELECT key FROM batches WHERE collection=? ORDER BY key", (collection,))
         else:
             rows = self._conn.execute("SELECT key FROM batches ORDER BY created, key")
+        return [key for (key,) in rows]
+
+    def mark_finished(self, keys: Iterable[str]) -> None:
+        """Record that the graph's last asset (the clusters) materialized these batches."""
+        now = time.time()
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO finished_batches VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET finished=excluded.finished",
+                [(k, now) for k in keys],
+            )
+
+    def unfinished_keys(self, collection: str) -> list[str]:
+        """The collection's batches not yet recorded as finished: the ingest still has work, or cannot say."""
+        rows = self._conn.execute(
+            "SELECT key FROM batches WHERE collection=? AND key NOT IN (SELECT key FROM finished_batches) ORDER BY key",
+            (collection,),
+        )
         return [key for (key,) in rows]
 
     def batch_files(self, key: str) -> list[BatchFile]:

@@ -99,4 +99,5 @@ def image_clusters(
         path = write_parquet(table, out)
         written = set_changed_payloads(index, points, cluster_payloads(table))
         metadata.update(per_collection(collection, cluster_metadata(table, written, path, collection)))
+    storage.catalog.mark_finished(context.partition_keys)  # what an unchanged re-ingest checks without Dagster
     return MaterializeResult(metadata=metadata | search_page_links(collections_of(context.partition_keys)))
