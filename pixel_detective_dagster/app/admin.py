@@ -123,7 +123,7 @@ class Admin:
         clusters; ``with_vectors`` adds one list column per CLIP model, named after its vector slot."""
         import pandas as pd  # lazy: the other commands answer without pandas
 
-        from pixel_detective_dagster.storage.artifacts import write_parquet
+        from pixel_detective_dagster.storage.artifacts import write_parquet  # lazy: pandas + pyarrow, export only
 
         root = self.catalog.collection(collection).root
         index = self.indexes.for_collection(self.layout, collection)
@@ -155,7 +155,7 @@ class Admin:
 
     def rebuild(self, collection: str) -> dict[str, int]:
         """Rebuild the collection's index from stored batch and map artifacts, without running any model."""
-        from pixel_detective_dagster.catalog.batch_inputs import batch_context
+        from pixel_detective_dagster.catalog.batch_inputs import batch_context  # lazy: pandas + pyarrow, rebuild only
         from pixel_detective_dagster.index.sync import load_batch_features, sync_batch
 
         self.catalog.collection(collection)
@@ -176,7 +176,7 @@ class Admin:
 
     def _map_payload(self, collection: str, ids: set[str]) -> dict[str, dict[str, Any]]:
         """UMAP coordinates and cluster labels from the collection's map artifacts, for points in ``ids``."""
-        from pixel_detective_dagster.storage.artifacts import read_parquet
+        from pixel_detective_dagster.storage.artifacts import read_parquet  # lazy: pandas + pyarrow, rebuild only
 
         payload: dict[str, dict[str, Any]] = {}
         for name, columns in MAP_ARTIFACTS.items():

@@ -26,8 +26,8 @@ from pixel_detective_dagster.app.arguments import (
     similarity,
 )
 from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE
-from pixel_detective_dagster.index.points import DUPLICATE_THRESHOLD
-from pixel_detective_dagster.storage.layout import validate_collection
+from pixel_detective_dagster.index.points import DUPLICATE_THRESHOLD, SearchFilters
+from pixel_detective_dagster.storage.layout import resolve_home, validate_collection
 from pixel_detective_dagster.storage.quiet import quiet
 from pixel_detective_dagster.storage.settings import SECRET_KEYS, current, lookup
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from pixel_detective_dagster.app.ingest_report import stage_table
+    from pixel_detective_dagster.app.ingest_report import stage_table  # lazy: per-command imports (module docstring)
     from pixel_detective_dagster.app.search import NOT_SEMANTIC
     from pixel_detective_dagster.app.up_to_date import unchanged_ingest
 
@@ -64,8 +64,6 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _filters(args: argparse.Namespace) -> Any:
-    from pixel_detective_dagster.index.points import SearchFilters
-
     return SearchFilters(
         taken_from=args.taken_from,
         taken_to=args.taken_to,
@@ -90,8 +88,7 @@ def _search(args: argparse.Namespace) -> int:
         else:
             _print_duplicates(found, args.limit)
         return 0
-    from pixel_detective_dagster.app.serve.discovery import find_service
-    from pixel_detective_dagster.storage.layout import resolve_home
+    from pixel_detective_dagster.app.serve.discovery import find_service  # lazy: urllib + http.client, searches only
 
     url = find_service(resolve_home())
     response = _search_through(args, url) if url else _search_in_process(args)
@@ -105,7 +102,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _search_request(args: argparse.Namespace) -> SearchRequest:
-    from pixel_detective_dagster.app.search import SearchRequest
+    from pixel_detective_dagster.app.search import SearchRequest  # lazy: per-command imports (module docstring)
 
     return SearchRequest(
         validate_collection(args.collection),
@@ -121,7 +118,7 @@ def _search_request(args: argparse.Namespace) -> SearchRequest:
 
 
 def _search_through(args: argparse.Namespace, url: str) -> SearchResponse:
-    from pixel_detective_dagster.app.search import SearchResponse
+    from pixel_detective_dagster.app.search import SearchResponse  # lazy: per-command imports (module docstring)
     from pixel_detective_dagster.app.serve.client import ServiceClient
 
     request = _search_request(args)  # a malformed request fails here, as in-process
@@ -200,7 +197,7 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from pixel_detective_dagster.app.admin import open_admin
+    from pixel_detective_dagster.app.admin import open_admin  # lazy: heavy start-up, unneeded by other commands
 
     with open_admin() as admin:
         status = admin.status(args.collection)
@@ -226,7 +223,7 @@ def _print_reliability(section: dict[str, Any]) -> None:
 
 
 def _captions(args: argparse.Namespace) -> int:
-    from pixel_detective_dagster.app.admin import open_admin
+    from pixel_detective_dagster.app.admin import open_admin  # lazy: heavy start-up, unneeded by other commands
 
     with open_admin() as admin:
         shown = admin.captions(args.collection, args.setting)
@@ -265,7 +262,7 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _models_use(args: argparse.Namespace) -> int:
-    from pixel_detective_dagster.app.model_setup import use_models
+    from pixel_detective_dagster.app.model_setup import use_models  # lazy: per-command imports (module docstring)
 
     settings = current()
     written = use_models(args.target, settings, args.pretrained)
@@ -276,7 +273,7 @@ def _models_use(args: argparse.Namespace) -> int:
 
 
 def _models_fetch(args: argparse.Namespace) -> int:
-    from pixel_detective_dagster.app.model_setup import fetch_models
+    from pixel_detective_dagster.app.model_setup import fetch_models  # lazy: per-command imports (module docstring)
 
     for line in fetch_models(current()):
         print(line)
@@ -307,7 +304,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from pixel_detective_dagster.app.dev import run_dev
+    from pixel_detective_dagster.app.dev import run_dev  # lazy: per-command imports (module docstring)
 
     return run_dev(args.host, args.port)
 

@@ -51,7 +51,10 @@ def unpause_automation_badge(instance: Any) -> None:
     """A new instance shows "Auto-materialize off" (a pre-sensor daemon flag that defaults to paused) although
     the maps refresh through ``maps_automation_sensor``, which runs by default: record "not paused" once,
     so the UI tells the truth. A choice made later in the UI is kept."""
-    from dagster._daemon.asset_daemon import _PRE_SENSOR_ASSET_DAEMON_PAUSED_KEY, set_auto_materialize_paused
+    from dagster._daemon.asset_daemon import (  # lazy: as DagsterInstance above
+        _PRE_SENSOR_ASSET_DAEMON_PAUSED_KEY,
+        set_auto_materialize_paused,
+    )
 
     if _PRE_SENSOR_ASSET_DAEMON_PAUSED_KEY not in instance.daemon_cursor_storage.get_cursor_values(
         {_PRE_SENSOR_ASSET_DAEMON_PAUSED_KEY}

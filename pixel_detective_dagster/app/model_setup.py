@@ -90,7 +90,7 @@ def fetch_models(settings: Settings) -> list[str]:
 
 
 def _snapshot(repo: str) -> str:
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # lazy: only `models fetch` downloads
 
     return snapshot_download(repo, etag_timeout=5)
 
@@ -98,9 +98,9 @@ def _snapshot(repo: str) -> str:
 def _open_clip_weights(arch: str, pretrained: str | None) -> str:
     if pretrained and Path(pretrained).expanduser().is_file():
         return f"{pretrained}: a local file, nothing to fetch"
-    import open_clip
+    import open_clip  # lazy: seconds to import; only fetching an open_clip tag needs it
 
-    from pixel_detective_dagster.models.clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+    from pixel_detective_dagster.models.clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED  # lazy: imports torch
 
     tag = pretrained or (DEFAULT_CLIP_PRETRAINED if arch == DEFAULT_CLIP_MODEL else None)
     if not tag:

@@ -178,7 +178,7 @@ def duplicates(collection: str, threshold: float = DUPLICATE_THRESHOLD) -> Dupli
 
 def load_configured_clip(workspace: Workspace) -> Any:
     """The CLIP model the settings name (torch + open_clip), with a line first: a cold load takes a while."""
-    from pixel_detective_dagster.models.clip import load_clip
+    from pixel_detective_dagster.models.clip import load_clip  # lazy: torch + open_clip; cached text towers skip both
 
     s = workspace.settings
     print(f"loading CLIP model {s.get('clip.model')} ...", file=sys.stderr, flush=True)
@@ -270,7 +270,7 @@ class _Searcher:
     def image_vector(self, data: bytes, look_up: bool = True) -> tuple[np.ndarray, str | None]:
         """The stored vector when this content is in the collection (and its point id), else a fresh embedding;
         ``look_up=False`` (a file outside the collection's folder) always embeds, never touching the index."""
-        from pixel_detective_dagster.media.imaging import content_hash, decode_rgb
+        from pixel_detective_dagster.media.imaging import content_hash, decode_rgb  # lazy: Pillow, pyarrow
 
         pid = point_id(self.collection, content_hash(data))
         stored = self.stored_vector(pid) if look_up else None
@@ -281,7 +281,7 @@ class _Searcher:
 
     def query_image(self, image: bytes | Path | None, root: Path) -> tuple[np.ndarray, str]:
         """The query vector of an uploaded picture or of a file; only a file inside ``root`` is looked up."""
-        from pixel_detective_dagster.media.imaging import ImageError, probe
+        from pixel_detective_dagster.media.imaging import ImageError, probe  # lazy: Pillow, pyarrow
 
         if isinstance(image, bytes):
             data, label, inside = image, "uploaded image", True

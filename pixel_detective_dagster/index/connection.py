@@ -43,7 +43,7 @@ class IndexConnection:
         validate_collection(collection)
         if not self.url:
             return EdgeIndex(layout.index_dir(collection), self.settings, model, dim, expected_points)
-        from qdrant_client import QdrantClient
+        from qdrant_client import QdrantClient  # lazy: only a Qdrant server needs it (~1 s); qdrant-edge doesn't
 
         client = QdrantClient(url=self.url, api_key=self.api_key, prefer_grpc=self.prefer_grpc)
         try:

@@ -28,7 +28,7 @@ from pixel_detective_dagster.index.points import (
 
 
 def _dialect() -> FilterDialect:
-    from qdrant_client import models as m
+    from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
     return FilterDialect(
         filter=m.Filter,
@@ -42,7 +42,7 @@ def _dialect() -> FilterDialect:
 
 
 def _payload_schema(kind: str, graph: bool) -> Any:
-    from qdrant_client import models as m
+    from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
     if kind == "text":
         return m.TextIndexParams(
@@ -56,7 +56,7 @@ def _payload_schema(kind: str, graph: bool) -> Any:
 
 
 def _search_params(settings: IndexSettings) -> Any:
-    from qdrant_client import models as m
+    from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
     rescore = m.QuantizationSearchParams(rescore=True, oversampling=2.0) if settings.quantization else None
     acorn = m.AcornSearchParams(enable=True) if settings.acorn else None
@@ -64,7 +64,7 @@ def _search_params(settings: IndexSettings) -> Any:
 
 
 def _sparse(vector: Any) -> Any:
-    from qdrant_client import models as m
+    from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
     return m.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
@@ -104,7 +104,7 @@ class ServerIndex(QdrantIndex):
         return self.name
 
     def _dense_config(self) -> Any:
-        from qdrant_client import models as m
+        from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
         if not (self.dim and self.model):
             raise ValueError("the CLIP model and vector size are needed to create a new index")
@@ -121,7 +121,7 @@ class ServerIndex(QdrantIndex):
         )
 
     def _ensure(self) -> None:
-        from qdrant_client import models as m
+        from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
         if self.exists():
             if self.vector not in self.vector_names():
@@ -158,7 +158,7 @@ class ServerIndex(QdrantIndex):
             super().upsert(points)
 
     def _upsert_chunk(self, points: Sequence[IndexPoint]) -> None:
-        from qdrant_client import models as m
+        from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
         structs = [
             m.PointStruct(
@@ -174,7 +174,7 @@ class ServerIndex(QdrantIndex):
         self.client.upsert(self.name, structs, wait=True)
 
     def delete(self, ids: Sequence[str]) -> None:
-        from qdrant_client import models as m
+        from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
         if ids and self.exists():
             self.client.delete(self.name, points_selector=m.PointIdsList(points=list(ids)), wait=True)
@@ -186,7 +186,7 @@ class ServerIndex(QdrantIndex):
             self.client.set_payload(self.name, payload=payload, points=[pid], wait=True)
 
     def _set_caption_vectors(self, captions: dict[str, str]) -> None:
-        from qdrant_client import models as m
+        from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
         if captions and self.exists():
             vectors = [
@@ -201,7 +201,7 @@ class ServerIndex(QdrantIndex):
 
         The server then builds the graph in the background while it keeps answering queries, so
         ``optimize_s`` is only the restoring request; ``health()`` shows the optimizer's progress."""
-        from qdrant_client import models as m
+        from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
         times = LoadTimes()
         start = time.perf_counter()
@@ -233,7 +233,7 @@ class ServerIndex(QdrantIndex):
     # -- reading -----------------------------------------------------------------------------
 
     def _request(self, spec: QuerySpec) -> Any:
-        from qdrant_client import models as m
+        from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
         where = build_filter(_dialect(), spec.filters, spec.exclude)
         sources = []

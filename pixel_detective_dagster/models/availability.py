@@ -24,7 +24,7 @@ def hub_access(allow_download: bool) -> Iterator[None]:
     if allow_download:
         yield
         return
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # lazy: the hub client loads with the models, not the definitions
 
     before = constants.HF_HUB_OFFLINE
     constants.HF_HUB_OFFLINE = True
@@ -46,7 +46,7 @@ def not_on_disk(kind: str, model: str) -> ModelLoadError:
 
 def missing_from_cache(error: BaseException | None) -> bool:
     """Whether the hub could not find the files locally (and was not allowed to look online)."""
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError  # lazy: as in hub_access
 
     while error is not None:
         if isinstance(error, LocalEntryNotFoundError):

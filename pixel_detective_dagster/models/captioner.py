@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from pixel_detective_dagster.media.imaging import decode_rgb
 from pixel_detective_dagster.models.batching import AdaptiveBatcher, probe_batch_size
@@ -110,8 +111,6 @@ class Captioner:
 
 def split_resize_processor(processor: object) -> SplitPreprocess | None:
     """BLIP-style preprocessing (resize to a fixed size, rescale 1/255, normalise) split like CLIP's; else None."""
-    from PIL import Image
-
     size = getattr(processor, "size", None)
     height, width = (getattr(size, "height", None), getattr(size, "width", None)) if size is not None else (None, None)
     plain = (
@@ -157,7 +156,7 @@ def load_captioner(
 
 
 def _load(name: str, device: torch.device, precision: str, compile_model: bool, batch_size: int) -> Captioner:
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText, AutoProcessor  # lazy: seconds to import; only a load needs it
 
     local = Path(name).expanduser()
     source = str(local.resolve()) if local.is_dir() else name

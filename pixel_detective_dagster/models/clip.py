@@ -54,7 +54,7 @@ class SplitPreprocess:
 
 def split_preprocess(preprocess: object) -> SplitPreprocess | None:
     """Split a ``Compose(..., ToTensor, Normalize)``; None for any other pipeline (then it runs whole)."""
-    from torchvision.transforms import Compose, Normalize, ToTensor
+    from torchvision.transforms import Compose, Normalize, ToTensor  # lazy: torchvision (seconds) comes with open_clip
 
     steps = list(getattr(preprocess, "transforms", []))
     if len(steps) < 2 or not isinstance(steps[-2], ToTensor) or not isinstance(steps[-1], Normalize):
@@ -166,7 +166,7 @@ def _load(
     batch_size: int,
     engine: str = "auto",
 ) -> ClipEncoder:
-    import open_clip
+    import open_clip  # lazy: seconds to import; loading the definitions skips it
 
     local_dir = Path(name.removeprefix("local-dir:")) if name.startswith("local-dir:") else None
     if local_dir is not None and not any(local_dir.glob("*.safetensors")) and not any(local_dir.glob("*.bin")):

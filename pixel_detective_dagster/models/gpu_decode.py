@@ -30,7 +30,7 @@ def nvjpeg_available() -> bool:
     if not torch.cuda.is_available():
         return False
     try:
-        from torchvision.io import decode_jpeg  # noqa: F401
+        from torchvision.io import decode_jpeg  # noqa: F401 - an availability probe
     except ImportError:
         return False
     return True
@@ -103,7 +103,7 @@ class GpuDecoder:
     def _decoder(self) -> Decoder:
         if self.decode is not None:
             return self.decode
-        from torchvision.io import ImageReadMode, decode_jpeg
+        from torchvision.io import ImageReadMode, decode_jpeg  # lazy: torchvision (seconds); the definitions skip it
 
         return partial(decode_jpeg, mode=ImageReadMode.RGB, device=self.device)
 
@@ -126,7 +126,7 @@ def _decode_one(decode: Decoder, encoded: torch.Tensor) -> torch.Tensor | None:
 
 def clip_geometry(geometry: object, side: int) -> Geometry | None:
     """open_clip's ``Resize(side)`` (shorter side) + ``CenterCrop(side)`` as a ``Geometry``; None for others."""
-    from torchvision.transforms import CenterCrop, Resize
+    from torchvision.transforms import CenterCrop, Resize  # lazy: torchvision (seconds); the definitions skip it
 
     steps = [s for s in getattr(geometry, "transforms", []) if isinstance(s, Resize | CenterCrop)]
     plain = (

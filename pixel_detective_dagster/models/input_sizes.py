@@ -35,7 +35,7 @@ def clip_input_side(model: str) -> int | None:
         )
     if model.startswith("hf-hub:"):
         return None
-    import open_clip
+    import open_clip  # lazy: seconds to import; only architecture names need it
 
     return _side(((open_clip.get_model_config(model) or {}).get("vision_cfg") or {}).get("image_size"))
 
@@ -47,7 +47,7 @@ def caption_input_side(model: str) -> int | None:
     if local.is_dir():
         configs = [_json(local / name) for name in files]
     else:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # lazy: only hub ids; the definitions load without it
 
         configs = [_json(p) if isinstance(p := try_to_load_from_cache(model, name), str) else {} for name in files]
     for config in configs:

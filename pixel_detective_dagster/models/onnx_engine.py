@@ -35,7 +35,7 @@ class EngineError(RuntimeError):
 
 def onnx_available() -> bool:
     try:
-        import onnxruntime  # noqa: F401
+        import onnxruntime  # noqa: F401 - an availability probe
     except ImportError:
         return False
     return True
@@ -95,7 +95,7 @@ def _write(module: torch.nn.Module, example: torch.Tensor, tmp: str) -> None:
 
 
 def _session(path: Path, threads: int) -> object:
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: only a tower on the ONNX engine needs it
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -11,6 +11,7 @@ model that wrote it (the index's vector slot) is stored with it.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import html
 import json
@@ -87,7 +88,7 @@ def load_text_tower(directory: Path) -> TextTower | None:
     meta = json.loads(meta_file.read_text())
     if not meta.get("usable"):
         return None
-    import onnxruntime
+    import onnxruntime  # lazy: only a cached tower needs them, not every app.search import
     from tokenizers import Tokenizer
 
     options = onnxruntime.SessionOptions()
@@ -125,9 +126,13 @@ def export_text_tower(encoder: Any, directory: Path) -> TextTower | None:
 
 
 def _export(encoder: Any, out: Path) -> dict[str, Any]:
-    import torch
+    import torch  # lazy: only the export needs torch; text queries run without it
 
-    from pixel_detective_dagster.models.text_prefix import PrefixTextEncoder, TextEncoder, causal_argmax_text
+    from pixel_detective_dagster.models.text_prefix import (  # lazy: torch, as above
+        PrefixTextEncoder,
+        TextEncoder,
+        causal_argmax_text,
+    )
 
     tokenizer = encoder.tokenizer
     if not hasattr(tokenizer, "bpe_ranks") or getattr(tokenizer, "reduction_fn", None) is not None:
@@ -135,8 +140,6 @@ def _export(encoder: Any, out: Path) -> dict[str, Any]:
     _bpe_tokenizer(tokenizer).save(str(out / "tokenizer.json"))
     model = encoder.model
     if next(model.parameters()).dtype != torch.float32 or next(model.parameters()).device.type != "cpu":
-        import copy
-
         model = copy.deepcopy(model).float().cpu()
 
     prefix = causal_argmax_text(model)
@@ -183,7 +186,7 @@ def _export(encoder: Any, out: Path) -> dict[str, Any]:
 
 def _bpe_tokenizer(tokenizer: Any) -> Any:
     """open_clip's ``SimpleTokenizer`` vocabulary and merges as a ``tokenizers`` BPE (lower-case, byte-level)."""
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers  # lazy: only the export builds one
 
     merges = [pair for pair, _ in sorted(tokenizer.bpe_ranks.items(), key=lambda item: item[1])]
     bpe = Tokenizer(models.BPE(vocab=dict(tokenizer.encoder), merges=merges, end_of_word_suffix="</w>"))

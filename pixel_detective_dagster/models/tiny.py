@@ -94,14 +94,14 @@ def make_tiny_clip(target: Path) -> Path:
 
 def make_random_clip(arch: str, target: Path) -> Path:
     """A full-size open_clip architecture (e.g. ViT-B-32) with random weights: real compute, no semantics."""
-    import open_clip
+    import open_clip  # lazy: seconds to import; only the CLIP makers need it
 
     return save_random_clip(open_clip.get_model_config(arch), target)
 
 
 def save_random_clip(model_cfg: dict[str, object], target: Path) -> Path:
     """An open_clip ``local-dir:`` model (config + safetensors) with random weights, marked as such."""
-    import open_clip
+    import open_clip  # lazy: seconds to import; only the CLIP makers need it
     from safetensors.torch import save_file
 
     target.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,7 @@ def save_random_clip(model_cfg: dict[str, object], target: Path) -> Path:
 
 def _word_tokenizer(size: int = 0) -> object:
     """A WordPiece tokenizer of caption words, padded with unused tokens up to ``size`` entries."""
-    from transformers import BertTokenizer
+    from transformers import BertTokenizer  # lazy: seconds to import; only the captioner makers need it
 
     words = _SPECIAL + _CAPTION_WORDS
     words += [f"[unused{i}]" for i in range(size - len(words))]
@@ -151,7 +151,12 @@ def make_random_blip_base(target: Path) -> Path:
 
 def save_random_blip(target: Path, text: dict[str, object], vision: dict[str, object], **config: object) -> Path:
     """A transformers BLIP captioning directory (model + processor) with random weights, marked as such."""
-    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+    from transformers import (  # lazy: as above
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
 
     tokenizer = _word_tokenizer(int(text.get("vocab_size", 0)))
     vocab = tokenizer.vocab
@@ -175,7 +180,7 @@ def save_random_blip(target: Path, text: dict[str, object], vision: dict[str, ob
 
 def make_tiny_git(target: Path) -> Path:
     """A second captioner architecture (GIT), loaded through the same generic transformers path as BLIP."""
-    from transformers import CLIPImageProcessor, GitConfig, GitForCausalLM, GitProcessor
+    from transformers import CLIPImageProcessor, GitConfig, GitForCausalLM, GitProcessor  # lazy: as above
 
     tokenizer = _word_tokenizer()
     vocab = tokenizer.vocab

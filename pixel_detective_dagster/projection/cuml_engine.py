@@ -11,7 +11,7 @@ class CumlEngine(EstimatorEngine):
     name = "cuml"
 
     def toolkit(self) -> Toolkit:
-        import cupy
+        import cupy  # optional: the 'gpu' extra (cuML + cupy)
         from cuml.cluster import DBSCAN, HDBSCAN, KMeans
         from cuml.decomposition import PCA
         from cuml.manifold import UMAP

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pixel_detective_dagster.projection.cuml_engine import CumlEngine
 from pixel_detective_dagster.projection.engine import ProjectionEngine
+from pixel_detective_dagster.projection.umap_learn_engine import UmapLearnEngine
 
 ENGINES = ("auto", "cuml", "torch", "cpu", "umap-learn")
 ENGINE_ENV = "PIXEL_DETECTIVE_PROJECTION_ENGINE"
@@ -28,7 +30,7 @@ class EngineChoice:
 def cuml_status() -> tuple[bool, str]:
     """(usable, why): cuML and cupy import and count at least one CUDA device."""
     try:
-        import cuml
+        import cuml  # optional: the 'gpu' extra; an availability probe
         import cupy
     except ImportError as exc:
         return False, f"cuML/cupy are not installed ({exc}); install the 'gpu' extra"
@@ -42,7 +44,7 @@ def cuml_status() -> tuple[bool, str]:
 
 
 def torch_device() -> str:
-    import torch
+    import torch  # lazy: the projection package imports without torch; cuML needs none
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -69,15 +71,11 @@ def choose_engine(requested: str = "auto") -> EngineChoice:
 def make_engine(name: str, numba_cache: Path | None = None) -> ProjectionEngine:
     """The engine called ``name``; ``numba_cache`` is where umap-learn keeps its compiled code."""
     if name == "cuml":
-        from pixel_detective_dagster.projection.cuml_engine import CumlEngine
-
         return CumlEngine()
     if name in ("torch", "cpu"):
-        from pixel_detective_dagster.projection.torch_engine import TorchEngine
+        from pixel_detective_dagster.projection.torch_engine import TorchEngine  # lazy: torch, for this engine only
 
         return TorchEngine("cpu" if name == "cpu" else None)
     if name == "umap-learn":
-        from pixel_detective_dagster.projection.umap_learn_engine import UmapLearnEngine
-
         return UmapLearnEngine(numba_cache)
     raise ValueError(f"no projection engine named {name!r}")

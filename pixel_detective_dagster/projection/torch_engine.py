@@ -8,6 +8,8 @@ from contextlib import AbstractContextManager
 from functools import partial
 
 import numpy as np
+from sklearn.cluster import DBSCAN, HDBSCAN, KMeans
+from sklearn.decomposition import PCA
 
 from pixel_detective_dagster.projection.engine import EstimatorEngine, Reducer, Toolkit
 from pixel_detective_dagster.projection.settings import ProjectionSettings
@@ -21,9 +23,6 @@ class TorchEngine(EstimatorEngine):
         self.device = device  # None: CUDA when available; the saved model is the same on either device
 
     def toolkit(self) -> Toolkit:
-        from sklearn.cluster import DBSCAN, HDBSCAN, KMeans
-        from sklearn.decomposition import PCA
-
         umap = partial(TorchUMAP, device=self.device)
         return Toolkit(np, np.asarray, PCA, umap, HDBSCAN, DBSCAN, KMeans, umap_options={"init": "pca"})
 

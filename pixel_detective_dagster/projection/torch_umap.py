@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.optimize import curve_fit
+from threadpoolctl import threadpool_limits
 
 NEGATIVE_SAMPLE_RATE = 5
 REPULSION = 1.0  # umap-learn's gamma
@@ -41,8 +43,6 @@ def cpu_threads(device: str) -> Iterator[None]:
     if device != "cpu":
         yield
         return
-    from threadpoolctl import threadpool_limits
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -54,8 +54,6 @@ def cpu_threads(device: str) -> Iterator[None]:
 
 def curve_parameters(min_dist: float, spread: float = 1.0) -> tuple[float, float]:
     """umap-learn's ``a, b``: the curve ``1 / (1 + a x^2b)`` fitted to 1 below ``min_dist``, a decay beyond."""
-    from scipy.optimize import curve_fit
-
     x = np.linspace(0, spread * 3, 300)
     y = np.where(x < min_dist, 1.0, np.exp(-(x - min_dist) / spread))
     (a, b), _ = curve_fit(lambda x, a, b: 1.0 / (1.0 + a * x ** (2 * b)), x, y)

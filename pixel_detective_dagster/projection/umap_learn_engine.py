@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+from sklearn.cluster import DBSCAN, HDBSCAN, KMeans
+from sklearn.decomposition import PCA
 
 from pixel_detective_dagster.projection.engine import EstimatorEngine, Toolkit
 
@@ -21,9 +23,7 @@ class UmapLearnEngine(EstimatorEngine):
         if self.numba_cache is not None:  # before numba is first imported, so its JIT is compiled once per machine
             self.numba_cache.mkdir(parents=True, exist_ok=True)
             os.environ.setdefault("NUMBA_CACHE_DIR", str(self.numba_cache))
-        import umap
-        from sklearn.cluster import DBSCAN, HDBSCAN, KMeans
-        from sklearn.decomposition import PCA
+        import umap  # lazy: after NUMBA_CACHE_DIR is set; numba takes seconds to import
 
         # NN-descent even for small sets: umap-learn's exact path calls a Python distance per pair
         options = {"force_approximation_algorithm": True}

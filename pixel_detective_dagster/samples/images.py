@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import skimage
 from PIL import Image
 
 PHOTOS = (
@@ -24,8 +25,6 @@ SIZES = {"12mp": (4000, 3000), "1mp": (1200, 900), "small": (640, 480)}
 
 def photo(name: str) -> Image.Image:
     """One of scikit-image's bundled photographs as RGB."""
-    import skimage
-
     return Image.open(Path(skimage.__file__).parent / "data" / name).convert("RGB")
 
 

@@ -177,7 +177,7 @@ class Settings:
 
 
 def _new_document() -> Any:
-    import tomlkit
+    import tomlkit  # lazy: only writers need it
 
     document = tomlkit.document()
     document.add(tomlkit.comment("Pixel Detective settings; environment variables override them."))

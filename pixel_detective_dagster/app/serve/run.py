@@ -38,7 +38,7 @@ def serve(host: str, port: int, collection: str | None) -> int:
         return 2
     import uvicorn  # lazy: heavy start-up, unneeded until the checks above pass
 
-    from pixel_detective_dagster.app.search import NOT_SEMANTIC
+    from pixel_detective_dagster.app.search import NOT_SEMANTIC  # lazy: torch, Dagster, models: only after the checks
     from pixel_detective_dagster.app.serve.api import create_app
     from pixel_detective_dagster.app.serve.service import SearchService, ServiceOptions
 
