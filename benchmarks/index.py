@@ -310,7 +310,13 @@ def scale_case(root: Path, n: int, label: str, query_count: int) -> list[Figure]
     return figures
 
 
-SEARCH_KNOBS = {"search ef 64": {"search_ef": 64}, "search ef 256": {"search_ef": 256}, "ACORN": {"acorn": True}}
+SEARCH_KNOBS = {
+    "search ef 64": {"search_ef": 64},
+    "search ef 256": {"search_ef": 256},
+    "search ef 512": {"search_ef": 512},
+    "ACORN": {"acorn": True},
+    "ACORN + ef 256": {"acorn": True, "search_ef": 256},
+}
 
 
 def search_knobs(

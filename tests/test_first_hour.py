@@ -4,8 +4,6 @@ use, quiet output, and the done-when sequence on a fresh data directory with no 
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 import os
 import subprocess
@@ -21,8 +19,6 @@ from pixel_detective_dagster.app.cli import main
 from pixel_detective_dagster.app.ingest import ensure_dagster_home
 from pixel_detective_dagster.defs.assets import ALL_ASSETS
 from pixel_detective_dagster.defs.resources import resources_from_env
-from pixel_detective_dagster.models.clip import load_clip
-from pixel_detective_dagster.models.text_tower import PROBES, export_text_tower, load_text_tower
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
 from pixel_detective_dagster.storage.settings import SETTINGS, Settings, SettingsError
 
@@ -113,28 +109,6 @@ def test_config_shows_each_value_and_its_source(
     assert main(["config"]) == 0
     text = capsys.readouterr().out
     assert "secret-never-printed" not in text and "clip.model" in text and "(env PIXEL_DETECTIVE_HOME)" in text
-
-
-def test_text_tower_gives_the_models_vectors_without_torch(tiny_models: dict[str, Path], tmp_path: Path) -> None:
-    encoder, _, _ = load_clip(str(tiny_models["clip"]), device="cpu")
-    tower = export_text_tower(encoder, tmp_path / "tower")
-    assert tower is not None and tower.identity == encoder.identity and tower.random_weights
-    texts = [*PROBES, "a " * 200, "", "ÉCOLE   d'été\n\tno. 5"]  # too long (truncated), empty, accents + spacing
-    assert np.array_equal(tower.tokens(texts), encoder.tokenizer(texts).numpy())
-    np.testing.assert_allclose(tower.encode_texts(texts), encoder.encode_texts(texts), atol=1e-5)
-    assert load_text_tower(tmp_path / "nothing") is None
-    # the causal tower runs on the tokens through the end-of-text token only: 3 positions for one word
-    assert tower.prefix and tower.model_input(["cat"]).shape == (1, 3) and tower.model_input(texts).shape[1] == 77
-    np.testing.assert_allclose(tower.encode_texts(["cat"]), encoder.encode_texts(["cat"]), atol=1e-5)
-
-
-def test_a_text_tower_pooled_elsewhere_runs_on_the_whole_context(tiny_models: dict[str, Path], tmp_path: Path) -> None:
-    shared, _, _ = load_clip(str(tiny_models["clip"]), device="cpu")  # loaded once per process: change a copy
-    encoder = dataclasses.replace(shared, model=copy.deepcopy(shared.model), image_tower=None, text_tower=None)
-    encoder.model.text_pool_type = "last"  # reads the last position: the padding matters, no prefix is exact
-    tower = export_text_tower(encoder, tmp_path / "tower")
-    assert tower is not None and not tower.prefix and tower.model_input(["cat"]).shape == (1, 77)
-    np.testing.assert_allclose(tower.encode_texts(["cat", "a dog"]), encoder.encode_texts(["cat", "a dog"]), atol=1e-5)
 
 
 def test_a_missing_model_fails_in_seconds_with_one_line(tmp_path: Path, photos: Path) -> None:

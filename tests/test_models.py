@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 import re
 import sqlite3
@@ -27,6 +29,7 @@ from pixel_detective_dagster.models.captioner import Generation, load_captioner
 from pixel_detective_dagster.models.clip import ClipEncoder, load_clip
 from pixel_detective_dagster.models.inference import prefetched, run_over_contents
 from pixel_detective_dagster.models.registry import ModelLoadError
+from pixel_detective_dagster.models.text_tower import PROBES, export_text_tower, load_text_tower
 from pixel_detective_dagster.models.tiny import make_tiny_clip
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME
 
@@ -329,3 +332,25 @@ def test_caption_inputs_leave_the_decoder_threads_as_uint8(tiny_models: dict[str
         assert difference.mean() < level and difference.max() < 8 * level, name  # resampling differences only
     git = load_captioner(str(tiny_models["git"]), device="cpu")[0]
     assert git.split is None or git.prepare(data).dtype == torch.uint8  # other processors keep their own path
+
+
+def test_text_tower_gives_the_models_vectors_without_torch(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    encoder, _, _ = load_clip(str(tiny_models["clip"]), device="cpu")
+    tower = export_text_tower(encoder, tmp_path / "tower")
+    assert tower is not None and tower.identity == encoder.identity and tower.random_weights
+    texts = [*PROBES, "a " * 200, "", "ÉCOLE   d'été\n\tno. 5"]  # too long (truncated), empty, accents + spacing
+    assert np.array_equal(tower.tokens(texts), encoder.tokenizer(texts).numpy())
+    np.testing.assert_allclose(tower.encode_texts(texts), encoder.encode_texts(texts), atol=1e-5)
+    assert load_text_tower(tmp_path / "nothing") is None
+    # the causal tower runs on the tokens through the end-of-text token only: 3 positions for one word
+    assert tower.prefix and tower.model_input(["cat"]).shape == (1, 3) and tower.model_input(texts).shape[1] == 77
+    np.testing.assert_allclose(tower.encode_texts(["cat"]), encoder.encode_texts(["cat"]), atol=1e-5)
+
+
+def test_a_text_tower_pooled_elsewhere_runs_on_the_whole_context(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    shared, _, _ = load_clip(str(tiny_models["clip"]), device="cpu")  # loaded once per process: change a copy
+    encoder = dataclasses.replace(shared, model=copy.deepcopy(shared.model), image_tower=None, text_tower=None)
+    encoder.model.text_pool_type = "last"  # reads the last position: the padding matters, no prefix is exact
+    tower = export_text_tower(encoder, tmp_path / "tower")
+    assert tower is not None and not tower.prefix and tower.model_input(["cat"]).shape == (1, 77)
+    np.testing.assert_allclose(tower.encode_texts(["cat", "a dog"]), encoder.encode_texts(["cat", "a dog"]), atol=1e-5)

@@ -215,6 +215,15 @@ def cached_text_tower(directory: Path) -> TextTower | None:
     return _TEXT_TOWERS[directory]
 
 
+def ensure_text_tower(workspace: Workspace, encoder: Any) -> TextTower | None:
+    """The cached text tower of ``encoder``'s settings, exported first if there is none (once per model)."""
+    directory = text_tower_dir(workspace)
+    if not (directory / "tower.json").exists():
+        print("caching the CLIP text tower for fast text searches (once) ...", file=sys.stderr, flush=True)
+        export_text_tower(encoder, directory)
+    return cached_text_tower(directory)
+
+
 class _Searcher:
     """Picks the vector slot and query vector for one request; loads CLIP only when a query must be encoded."""
 
@@ -256,10 +265,8 @@ class _Searcher:
             self._use(self._text.identity, self._text.random_weights)
             return self._text.encode_texts([text])[0]
         encoder = self.encoder()
-        if not (directory / "tower.json").exists():
-            print("caching the CLIP text tower for fast text searches (once) ...", file=sys.stderr, flush=True)
-            export_text_tower(encoder, directory)
-        return encoder.encode_texts([text])[0]
+        self._text = ensure_text_tower(self.workspace, encoder)  # later queries, and this one: same vectors always
+        return (self._text or encoder).encode_texts([text])[0]
 
     def stored_vector(self, pid: str) -> np.ndarray | None:
         if len(self.index.vector_names()) > 1:

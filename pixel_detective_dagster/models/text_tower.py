@@ -153,7 +153,14 @@ def _export(encoder: Any, out: Path) -> dict[str, Any]:
             positions = torch.export.Dim("positions", min=2, max=int(tokenizer.context_length))
             shapes = ({0: torch.export.Dim("batch"), 1: positions},)
             torch.onnx.export(
-                text, (example,), target, input_names=["tokens"], dynamic_shapes=shapes, dynamo=True, verbose=False
+                text,
+                (example,),
+                target,
+                input_names=["tokens"],
+                dynamic_shapes=shapes,
+                dynamo=True,
+                verbose=False,
+                optimize=False,  # ONNX Runtime optimizes the graph as it loads it; the exporter's pass cost 4 s more
             )
         else:
             torch.onnx.export(

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pixel_detective_dagster.app.search import NOT_SEMANTIC, SearchRequest, duplicates, load_configured_clip, search_in
+from pixel_detective_dagster.app.search import (
+    NOT_SEMANTIC,
+    SearchRequest,
+    duplicates,
+    ensure_text_tower,
+    load_configured_clip,
+    search_in,
+)
 from pixel_detective_dagster.app.serve.map_encoding import MapTable, read_map
 from pixel_detective_dagster.app.workspace import open_workspace
 from pixel_detective_dagster.defs.assets.maps import CLUSTERS_FILE, MAP_FILE
@@ -69,9 +76,11 @@ class SearchService:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def warm_up(self) -> tuple[str, float, bool]:
-        """Load CLIP now rather than on the first query: (identity, seconds, random weights)."""
+        """Load CLIP and its cached text tower now rather than on the first query: (identity, seconds, random
+        weights). A model without a cached tower gets one exported here (once per model)."""
         start = time.perf_counter()
         encoder = load_configured_clip(self.workspace)
+        ensure_text_tower(self.workspace, encoder)
         return encoder.identity, time.perf_counter() - start, encoder.random_weights
 
     def start(self) -> None:
