@@ -310,12 +310,11 @@ def scale_case(root: Path, n: int, label: str, query_count: int) -> list[Figure]
     return figures
 
 
-SEARCH_KNOBS = {
-    "search ef 64": {"search_ef": 64},
-    "search ef 256": {"search_ef": 256},
-    "search ef 512": {"search_ef": 512},
-    "ACORN": {"acorn": True},
-    "ACORN + ef 256": {"acorn": True, "search_ef": 256},
+SEARCH_KNOBS = {  # the default: ef 128, and 512 for filtered queries
+    "search ef 64": {"search_ef": 64, "filtered_search_ef": 64},
+    "search ef 128": {"filtered_search_ef": 128},
+    "search ef 256": {"search_ef": 256, "filtered_search_ef": 256},
+    "ACORN + ef 256": {"acorn": True, "search_ef": 256, "filtered_search_ef": 256},
 }
 
 

@@ -297,3 +297,12 @@ def test_edge_health_never_waits_for_a_writer(tmp_path: Path) -> None:
     assert index.health().points == len(LIBRARY) and index.health().optimizer.startswith("interrupted pass")
     index.drop()
     assert not (tmp_path / ".t.optimizer.json").exists()
+
+
+def test_filtered_queries_search_a_wider_beam() -> None:
+    """A filter thins the graph a query walks: both backends give filtered queries their own, wider HNSW beam."""
+    from pixel_detective_dagster.index import edge, server
+
+    settings = IndexSettings(search_ef=100, filtered_search_ef=400)
+    for build in (edge._search_params, server._search_params):
+        assert (build(settings, False).hnsw_ef, build(settings, True).hnsw_ef) == (100, 400)

@@ -78,10 +78,11 @@ def _payload_schema(kind: str, graph: bool) -> Any:
     }[kind](enable_hnsw=graph)
 
 
-def _search_params(settings: IndexSettings) -> Any:
+def _search_params(settings: IndexSettings, filtered: bool) -> Any:
     rescore = qe.QuantizationSearchParams(rescore=True, oversampling=2.0) if settings.quantization else None
     acorn = qe.AcornSearchParams(enable=True) if settings.acorn else None
-    return qe.SearchParams(hnsw_ef=settings.search_ef, quantization=rescore, acorn=acorn)
+    beam = settings.filtered_search_ef if filtered else settings.search_ef
+    return qe.SearchParams(hnsw_ef=beam, quantization=rescore, acorn=acorn)
 
 
 class EdgeIndex(QdrantIndex):
@@ -366,7 +367,7 @@ class EdgeIndex(QdrantIndex):
             else None
         )
         sparse = qe.Query.Nearest(caption_query(spec.text), using=CAPTION_VECTOR) if spec.text else None
-        params = _search_params(self.settings)
+        params = _search_params(self.settings, where is not None)
         common = {
             "limit": spec.limit,
             "offset": spec.offset,

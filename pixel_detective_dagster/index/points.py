@@ -91,6 +91,9 @@ class IndexSettings:
     hnsw_m: int = 16
     hnsw_ef_construct: int = 64
     search_ef: int = 128  # HNSW beam width of a query: recall@10 >= 0.98 where ef_construct alone falls short
+    # the beam of a query with a filter: the filtered subset of a large graph is sparse (1M points, 8 % match:
+    # recall@10 0.93 at 128, 0.985 at 512 for 7 ms p50; benchmarks/README.md)
+    filtered_search_ef: int = 512
     acorn: bool = False  # filtered queries also explore neighbours' neighbours (ACORN): recall under tight filters
     full_scan_kb: int = 10_000  # segments (and filter matches) smaller than this are scanned exactly
     indexing_threads: int = 0  # threads building HNSW; 0 = one per core

@@ -55,12 +55,13 @@ def _payload_schema(kind: str, graph: bool) -> Any:
     }[kind]()
 
 
-def _search_params(settings: IndexSettings) -> Any:
+def _search_params(settings: IndexSettings, filtered: bool) -> Any:
     from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
     rescore = m.QuantizationSearchParams(rescore=True, oversampling=2.0) if settings.quantization else None
     acorn = m.AcornSearchParams(enable=True) if settings.acorn else None
-    return m.SearchParams(hnsw_ef=settings.search_ef, quantization=rescore, acorn=acorn)
+    beam = settings.filtered_search_ef if filtered else settings.search_ef
+    return m.SearchParams(hnsw_ef=beam, quantization=rescore, acorn=acorn)
 
 
 def _sparse(vector: Any) -> Any:
@@ -248,7 +249,7 @@ class ServerIndex(QdrantIndex):
             "filter": where,
             "score_threshold": spec.score_threshold,
         }
-        params = _search_params(self.settings)
+        params = _search_params(self.settings, where is not None)
         if len(sources) == 2:
             prefetch = [
                 m.Prefetch(
