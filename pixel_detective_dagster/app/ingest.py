@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from dagster_shared.error import SerializableErrorInfo
 
 from pixel_detective_dagster.app.admin import Admin
 from pixel_detective_dagster.app.ingest_lock import IngestLock, collection_lock
-from pixel_detective_dagster.app.ingest_report import IngestReport, StageThroughput
+from pixel_detective_dagster.app.ingest_report import UP_TO_DATE, Echo, IngestReport, StageThroughput, echo_scan
 from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.app.integrity import check_integrity
 from pixel_detective_dagster.app.run_recovery import owner_tags, release_orphaned_runs, runs_in_flight
@@ -24,10 +23,6 @@ from pixel_detective_dagster.defs.assets import image_clusters
 from pixel_detective_dagster.defs.resources import resources_from_env
 from pixel_detective_dagster.defs.resources.index import IndexUnavailableError
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME, resolve_home
-from pixel_detective_dagster.storage.names import stored_path
-
-Echo = Callable[[str], None]
-
 
 # what each asset counts as its work items, in its materialization metadata
 STAGE_ITEMS = {
@@ -100,14 +95,7 @@ def ingest(
             set_captions(catalog, collection, captions)
         with collection_lock(home, collection, echo) as lock:
             scan = scan_collection(catalog, collection, batch_size)
-            echo(
-                f"scanned {scan.files_seen} image files in {stored_path(folder)}: "
-                f"{scan.summary['upserts']} new or changed, {scan.summary['deletes']} deleted"
-            )
-            for skipped, reason in scan.warnings.items():
-                echo(f"warning: skipped folder {skipped!r} ({reason}); its files keep their last known state")
-            for skipped, reason in scan.skipped.items():
-                echo(f"not scanned: folder {skipped!r} ({reason})")
+            echo_scan(scan, folder, echo)
             instance = DagsterInstance.get()
             for run_id in release_orphaned_runs(instance):
                 echo(f"run {run_id} was left unfinished by a process that died: marked failed, its gpu slot freed")
@@ -143,7 +131,7 @@ def _ingest_batches(
     )
     if not todo and integrity.ok:
         catalog.mark_finished(keys)  # Dagster agrees: the next unchanged ingest can answer without it
-        echo("nothing to do: the index is up to date")
+        echo(UP_TO_DATE)
         return report
     mine = [k for k in todo if k not in busy]
     lock.record(todo)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from pixel_detective_dagster.catalog.scanning import ScanResult
+from pixel_detective_dagster.storage.names import stored_path
+
+Echo = Callable[[str], None]
+UP_TO_DATE = "nothing to do: the index is up to date"
 
 
 @dataclass
@@ -51,3 +59,15 @@ def stage_table(stages: list[StageThroughput]) -> str:
         "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
         for row in rows
     )
+
+
+def echo_scan(scan: ScanResult, folder: Path, echo: Echo) -> None:
+    """What the scan found in ``folder``: counts, folders it could not list, folders it left out on purpose."""
+    echo(
+        f"scanned {scan.files_seen} image files in {stored_path(folder)}: "
+        f"{scan.summary['upserts']} new or changed, {scan.summary['deletes']} deleted"
+    )
+    for skipped, reason in scan.warnings.items():
+        echo(f"warning: skipped folder {skipped!r} ({reason}); its files keep their last known state")
+    for skipped, reason in scan.skipped.items():
+        echo(f"not scanned: folder {skipped!r} ({reason})")

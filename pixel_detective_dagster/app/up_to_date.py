@@ -10,24 +10,20 @@ check clean. Anything else (or any doubt) returns ``None`` and the ingest goes t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from pixel_detective_dagster.app.ingest_lock import ingest_state
-from pixel_detective_dagster.app.ingest_report import IngestReport
+from pixel_detective_dagster.app.ingest_report import UP_TO_DATE, Echo, IngestReport, echo_scan
 from pixel_detective_dagster.app.integrity import check_integrity
 from pixel_detective_dagster.app.workspace import open_workspace
 from pixel_detective_dagster.catalog.captions import captions_choice, parse_captions
-from pixel_detective_dagster.catalog.scanning import diff_against_catalog, walk_images
+from pixel_detective_dagster.catalog.scanning import ScanResult, collection_changes
 from pixel_detective_dagster.catalog.store import UnknownCollectionError
 from pixel_detective_dagster.index.connection import IndexUnavailableError
 from pixel_detective_dagster.index.vector_index import IndexDamagedError
-from pixel_detective_dagster.storage.names import stored_path
 
 
-def unchanged_ingest(
-    folder: Path, collection: str, captions: str | None, echo: Callable[[str], None]
-) -> IngestReport | None:
+def unchanged_ingest(folder: Path, collection: str, captions: str | None, echo: Echo) -> IngestReport | None:
     """The report of an ingest with nothing to do, or ``None`` when the full ingest has to look."""
     start = time.perf_counter()
     workspace = open_workspace()
@@ -45,8 +41,8 @@ def unchanged_ingest(
         return None
     if ingest_state(layout.home, collection) is not None or catalog.unfinished_keys(collection):
         return None  # an ingest in flight or orphaned, or batches not known to be finished
-    walk = walk_images(root, exclude=[catalog.path.parent])
-    if walk.unlistable or diff_against_catalog(catalog, collection, walk.files):
+    walk, changes = collection_changes(catalog, collection)
+    if walk.unlistable or changes:
         return None
     try:
         index = workspace.indexes.for_collection(layout, collection)
@@ -54,8 +50,6 @@ def unchanged_ingest(
             return None
     except (IndexUnavailableError, IndexDamagedError):
         return None
-    echo(f"scanned {len(walk.files)} image files in {stored_path(root)}: 0 new or changed, 0 deleted")
-    for skipped, reason in walk.skipped.items():
-        echo(f"not scanned: folder {skipped!r} ({reason})")
-    echo("nothing to do: the index is up to date")
+    echo_scan(ScanResult(collection, len(walk.files), [], [], skipped=walk.skipped), folder, echo)
+    echo(UP_TO_DATE)
     return IngestReport(collection, len(walk.files), 0, 0, [], time.perf_counter() - start, True)

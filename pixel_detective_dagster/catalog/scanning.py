@@ -179,12 +179,17 @@ def diff_against_catalog(
     return sorted(changes, key=lambda c: c.path)
 
 
-def scan_collection(catalog: Catalog, collection: str, batch_size: int = DEFAULT_BATCH_SIZE) -> ScanResult:
-    """Scan one registered collection and record its changes as new batches."""
+def collection_changes(catalog: Catalog, collection: str) -> tuple[FolderWalk, list[Change]]:
+    """Walk one registered collection's folder and diff it against the catalog, recording nothing."""
     root = catalog.collection(collection).root
     if not root.is_dir():
         raise FileNotFoundError(f"collection {collection!r} folder {root} does not exist or is not a directory")
     walk = walk_images(root, exclude=[catalog.path.parent])  # the data directory, should it live in the folder
-    changes = diff_against_catalog(catalog, collection, walk.files, walk.unlistable)
+    return walk, diff_against_catalog(catalog, collection, walk.files, walk.unlistable)
+
+
+def scan_collection(catalog: Catalog, collection: str, batch_size: int = DEFAULT_BATCH_SIZE) -> ScanResult:
+    """Scan one registered collection and record its changes as new batches."""
+    walk, changes = collection_changes(catalog, collection)
     keys = catalog.create_batches(collection, changes, batch_size) if changes else []
     return ScanResult(collection, len(walk.files), changes, keys, walk.unlistable, walk.skipped)
