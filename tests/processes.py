@@ -114,3 +114,11 @@ def wait_for_step_start(
                 return run.run_id
         time.sleep(0.02)
     return None
+
+
+def ingest_reaching(launcher: Launcher, folder: Path, collection: str, step: str) -> tuple[int, str]:
+    """An ingest of ``folder`` started in another process, once its run has started ``step``: (pid, run id)."""
+    pid = launcher.start_ingest(folder, collection)
+    run_id = wait_for_step_start(DagsterInstance.get(), pid, step, set())
+    assert run_id is not None, launcher.output(pid)
+    return pid, run_id

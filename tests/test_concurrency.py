@@ -7,7 +7,7 @@ from pathlib import Path
 from dagster import DagsterInstance, build_resources, build_sensor_context
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
 from inspection import catalog_rows, index_points
-from processes import Launcher, wait_for_step_start
+from processes import Launcher, ingest_reaching
 
 from pixel_detective_dagster.app.ingest import ensure_dagster_home
 from pixel_detective_dagster.catalog.scanning import scan_collection
@@ -61,8 +61,7 @@ def test_sensor_tick_while_a_run_of_the_same_collection_is_in_flight(
     generate_folder(folder, 8, "small")
     ensure_dagster_home(env)
     instance = DagsterInstance.get()
-    pid = launcher.start_ingest(folder, "live")
-    assert wait_for_step_start(instance, pid, "thumbnails", set()) is not None, launcher.output(pid)
+    pid, _ = ingest_reaching(launcher, folder, "live", "thumbnails")
 
     generate_folder(folder, 2, "small", start=20)  # arrives while the first batch is being processed
     with build_resources(resources_from_env()) as resources:

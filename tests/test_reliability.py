@@ -23,7 +23,7 @@ from conftest import configure_env, mounted_tmpfs
 from dagster import DagsterInstance
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
 from inspection import catalog_rows, index_points
-from processes import Launcher, alive, wait_for_step_start
+from processes import Launcher, alive, ingest_reaching
 
 from pixel_detective_dagster.app.cli import main
 from pixel_detective_dagster.app.ingest import ensure_dagster_home, ingest
@@ -264,10 +264,8 @@ def test_second_ingest_waits_for_batches_in_flight_and_status_shows_runs(
     folder = tmp_path / "busy"
     generate_folder(folder, 6, "small")
     ensure_dagster_home(env)
+    pid, _ = ingest_reaching(launcher, folder, "busy", "clip_embeddings")
     instance = DagsterInstance.get()
-    pid = launcher.start_ingest(folder, "busy")
-    run_id = wait_for_step_start(instance, pid, "clip_embeddings", set())
-    assert run_id is not None, launcher.output(pid)
     code, out, _ = run_cli(capsys, "status", "--collection", "busy", "--json")
     assert code == 0
     in_flight = json.loads(out)["reliability"]["ingest"]
@@ -288,8 +286,7 @@ def test_status_shows_an_ingest_orphaned_by_a_killed_process(
     folder = tmp_path / "photos"
     generate_folder(folder, 4, "small")
     ensure_dagster_home(env)
-    pid = launcher.start_ingest(folder, "orph")
-    assert wait_for_step_start(DagsterInstance.get(), pid, "clip_embeddings", set()) is not None, launcher.output(pid)
+    pid, _ = ingest_reaching(launcher, folder, "orph", "clip_embeddings")
     os.kill(pid, signal.SIGKILL)
     assert launcher.wait(pid) == -signal.SIGKILL
     code, out, _ = run_cli(capsys, "status", "--collection", "orph")
