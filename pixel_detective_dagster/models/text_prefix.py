@@ -3,7 +3,7 @@
 open_clip's built-in text transformer is causal and pools the end-of-text position (the largest token id,
 ``text_pool_type == "argmax"``), so the padding after that token never reaches the embedding. A query of
 eight tokens then needs eight positions instead of the context's 77: the same vector (checked against
-the full tower at export) for a seventh of the work.
+the full tower at export) for a fraction of the work.
 """
 
 from __future__ import annotations

@@ -45,6 +45,11 @@ def tower_dir(models_dir: Path, model: str, pretrained: str | None, device: str,
     return models_dir / "text_towers" / key
 
 
+def through_end_of_text(tokens: Any) -> Any:
+    """Token rows (numpy or torch) cut after the last row's end-of-text token, the largest id in each row."""
+    return tokens[:, : int(tokens.argmax(1).max()) + 1]
+
+
 @dataclass
 class TextTower:
     """Query-time text encoder: tokenizer + ONNX session, no torch."""
@@ -73,7 +78,7 @@ class TextTower:
     def model_input(self, texts: list[str]) -> np.ndarray:
         """The token ids the session runs on: cut after the last end-of-text token where the export allows."""
         tokens = self.tokens(texts)
-        return tokens[:, : int(tokens.argmax(axis=1).max()) + 1] if self.prefix else tokens
+        return through_end_of_text(tokens) if self.prefix else tokens
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 embeddings, as ``ClipEncoder.encode_texts``."""
@@ -145,7 +150,7 @@ def _export(encoder: Any, out: Path) -> dict[str, Any]:
     prefix = causal_argmax_text(model)
     text = (PrefixTextEncoder(model) if prefix else TextEncoder(model)).eval()
     sample = tokenizer(list(PROBES))
-    example = sample[:, : int(sample.argmax(-1).max()) + 1] if prefix else sample
+    example = through_end_of_text(sample) if prefix else sample
     target = str(out / "text.onnx")
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on indexing; the probes below check the result
