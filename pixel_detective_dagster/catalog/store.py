@@ -46,10 +46,7 @@ CREATE TABLE IF NOT EXISTS batches (
     created REAL NOT NULL,
     n_changes INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS finished_batches (
-    key TEXT PRIMARY KEY,
-    finished REAL NOT NULL
-);
+CREATE TABLE IF NOT EXISTS finished_batches (key TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS batch_changes (
     batch TEXT NOT NULL,
     path TEXT NOT NULL,
@@ -255,12 +252,8 @@ class Catalog:
 
     def mark_finished(self, keys: Iterable[str]) -> None:
         """Record that the graph's last asset (the clusters) materialized these batches."""
-        now = time.time()
         with self._write() as conn:
-            conn.executemany(
-                "INSERT INTO finished_batches VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET finished=excluded.finished",
-                [(k, now) for k in keys],
-            )
+            conn.executemany("INSERT OR IGNORE INTO finished_batches VALUES (?)", [(k,) for k in keys])
 
     def unfinished_keys(self, collection: str) -> list[str]:
         """The collection's batches not yet recorded as finished: the ingest still has work, or cannot say."""

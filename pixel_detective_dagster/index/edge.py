@@ -81,8 +81,7 @@ def _payload_schema(kind: str, graph: bool) -> Any:
 def _search_params(settings: IndexSettings, filtered: bool) -> Any:
     rescore = qe.QuantizationSearchParams(rescore=True, oversampling=2.0) if settings.quantization else None
     acorn = qe.AcornSearchParams(enable=True) if settings.acorn else None
-    beam = settings.filtered_search_ef if filtered else settings.search_ef
-    return qe.SearchParams(hnsw_ef=beam, quantization=rescore, acorn=acorn)
+    return qe.SearchParams(hnsw_ef=settings.beam(filtered), quantization=rescore, acorn=acorn)
 
 
 class EdgeIndex(QdrantIndex):

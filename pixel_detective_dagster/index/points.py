@@ -102,6 +102,10 @@ class IndexSettings:
     # a connected graph; links for every field cost most of the optimizer pass at 100k (benchmarks/README.md)
     filter_graph_fields: frozenset[str] = frozenset({"folders"})
 
+    def beam(self, filtered: bool) -> int:
+        """The HNSW ``ef`` of one query: wider when a filter thins the graph it walks."""
+        return self.filtered_search_ef if filtered else self.search_ef
+
 
 @dataclass
 class LoadTimes:

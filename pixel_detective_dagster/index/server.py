@@ -60,8 +60,7 @@ def _search_params(settings: IndexSettings, filtered: bool) -> Any:
 
     rescore = m.QuantizationSearchParams(rescore=True, oversampling=2.0) if settings.quantization else None
     acorn = m.AcornSearchParams(enable=True) if settings.acorn else None
-    beam = settings.filtered_search_ef if filtered else settings.search_ef
-    return m.SearchParams(hnsw_ef=beam, quantization=rescore, acorn=acorn)
+    return m.SearchParams(hnsw_ef=settings.beam(filtered), quantization=rescore, acorn=acorn)
 
 
 def _sparse(vector: Any) -> Any:
