@@ -30,9 +30,12 @@ from pixel_detective_dagster.projection import (
 )
 from pixel_detective_dagster.projection.incremental import SavedModel
 from pixel_detective_dagster.projection.labels import label_map
+from pixel_detective_dagster.projection.quality import trustworthiness
 from pixel_detective_dagster.projection.synthetic import clustered_vectors
 from pixel_detective_dagster.projection.torch_engine import TorchEngine
-from pixel_detective_dagster.projection.torch_umap import TorchUMAP, fuzzy_union, memberships
+from pixel_detective_dagster.projection.torch_fit import fuzzy_union, place_on
+from pixel_detective_dagster.projection.torch_umap import TorchUMAP
+from pixel_detective_dagster.projection.umap_steps import memberships
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME, DataLayout
 
 SETTINGS = ProjectionSettings(seed=0)
@@ -103,6 +106,70 @@ def test_torch_umap_is_seeded_and_places_new_points_without_moving_the_fit(
     nearest = np.linalg.norm(placed[:, None] - fitted[None], axis=2).argmin(axis=1)
     assert (truth[nearest] == truth[300:]).mean() > 0.9
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).transform(vectors[300:]), placed)
+
+
+def test_numpy_and_torch_place_new_points_alike(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """One placement over two array libraries: numpy on the CPU, torch where a batch pays for a GPU."""
+    vectors, truth = data
+    model = TorchUMAP(random_state=3, n_epochs=100, device="cpu")
+    fitted = model.fit_transform(vectors[:300])
+    arrays = (vectors[300:].astype(np.float32), model.data, model.embedding)
+    by_numpy = model.transform(vectors[300:])
+    by_torch = place_on("cpu", arrays, model.n_neighbors, 33, model.curve, 4)
+    span = np.ptp(fitted, axis=0).max()
+    for placed in (by_numpy, by_torch):
+        nearest = np.linalg.norm(placed[:, None] - fitted[None], axis=2).argmin(axis=1)
+        assert (truth[nearest] == truth[300:]).mean() > 0.9
+    assert np.median(np.linalg.norm(by_numpy - by_torch, axis=1)) < 0.05 * span
+
+
+def test_a_fresh_process_places_a_batch_without_torch_or_scikit_learn(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    vectors = data[0]
+    store = ModelStore(tmp_path / "model.joblib")
+    first = update_map(ids_of(300), vectors[:300], None, store, TorchEngine(), SETTINGS)
+    np.save(tmp_path / "vectors.npy", vectors)
+    first.frame().to_parquet(tmp_path / "map.parquet")
+    code = (
+        "import sys\n"
+        "import numpy as np, pandas as pd\n"
+        "from pathlib import Path\n"
+        "from pixel_detective_dagster.projection import ModelStore, ProjectionSettings, make_engine, update_map\n"
+        f"vectors, previous = np.load({str(tmp_path / 'vectors.npy')!r}), pd.read_parquet({str(tmp_path / 'map.parquet')!r})\n"
+        f"update = update_map([f'p{{i}}' for i in range(360)], vectors, previous, ModelStore(Path({str(store.path)!r})), "
+        "make_engine('torch'), ProjectionSettings(seed=0))\n"
+        "assert update.counts() == {'fit': 0, 'transform': 60, 'kept': 300}, update.counts()\n"
+        "assert update.trustworthiness > 0.9, update.trustworthiness\n"
+        "loaded = {'torch', 'sklearn', 'scipy.optimize', 'numba'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_trustworthiness_is_scikit_learns(data: tuple[np.ndarray, np.ndarray]) -> None:
+    from sklearn.manifold import trustworthiness as reference
+
+    vectors = data[0]
+    rng = np.random.default_rng(0)
+    for coords in (vectors[:, :2] + 0.1 * rng.normal(size=(360, 2)), rng.normal(size=(360, 2))):
+        ours = trustworthiness(vectors.astype(np.float32), coords, 7)
+        assert ours == pytest.approx(reference(vectors, coords, n_neighbors=7, metric="cosine"), abs=1e-6)
+
+
+def test_maps_saved_with_a_pca_estimator_still_place_points(data: tuple[np.ndarray, np.ndarray]) -> None:
+    """Models saved before the PCA was kept as arrays hold scikit-learn's estimator, and no curve."""
+    from sklearn.decomposition import PCA
+
+    vectors = data[0]
+    engine = TorchEngine("cpu")
+    reducer, _ = engine.fit(vectors[:300], SETTINGS)
+    expected = engine.transform(reducer, vectors[300:], SETTINGS)
+    x = vectors[:300] / np.linalg.norm(vectors[:300], axis=1, keepdims=True)
+    estimator = PCA(n_components=SETTINGS.pca_dims).fit(x)
+    estimator.mean_, estimator.components_ = reducer.pca
+    reducer.pca, reducer.umap.curve = estimator, None
+    np.testing.assert_allclose(engine.transform(reducer, vectors[300:], SETTINGS), expected, atol=1e-4)
 
 
 def test_torch_map_is_as_trustworthy_as_umap_learns(data: tuple[np.ndarray, np.ndarray]) -> None:

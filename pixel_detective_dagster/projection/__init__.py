@@ -2,8 +2,10 @@
 CPU, nothing compiled at run time), or umap-learn on request; scikit-learn for PCA and clusters.
 
 ``selection`` picks the engine, ``engine`` is the fit / transform / cluster interface (``torch_engine``,
-``cuml_engine`` and ``umap_learn_engine`` implement it; ``torch_umap`` is the algorithm), ``incremental``
-keeps a collection's map stable across batches, ``quality`` scores it and ``naming`` names its clusters.
+``cuml_engine`` and ``umap_learn_engine`` implement it; ``torch_umap`` is the default engine's estimator:
+``umap_steps`` holds the steps fitting and placing share, over numpy or torch, and ``torch_fit`` the fit),
+``incremental`` keeps a collection's map stable across batches, ``quality`` scores it and ``naming`` names
+its clusters. Placing a batch on a saved map on the CPU imports neither torch nor scikit-learn.
 """
 
 from __future__ import annotations

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from typing import Any
+
+import numpy as np
 
 from pixel_detective_dagster.projection.engine import EstimatorEngine, Toolkit
 
@@ -10,16 +14,18 @@ from pixel_detective_dagster.projection.engine import EstimatorEngine, Toolkit
 class CumlEngine(EstimatorEngine):
     name = "cuml"
 
-    def toolkit(self) -> Toolkit:
+    def arrays(self) -> tuple[Any, Callable[[Any], np.ndarray]]:
         import cupy  # optional: the 'gpu' extra (cuML + cupy)
-        from cuml.cluster import DBSCAN, HDBSCAN, KMeans
+
+        return cupy, cupy.asnumpy
+
+    def toolkit(self) -> Toolkit:
+        from cuml.cluster import DBSCAN, HDBSCAN, KMeans  # optional: the 'gpu' extra
         from cuml.decomposition import PCA
         from cuml.manifold import UMAP
 
         on_device = {"output_type": "cupy"}
         return Toolkit(
-            cupy,
-            cupy.asnumpy,
             partial(PCA, **on_device),
             partial(UMAP, **on_device),
             partial(HDBSCAN, **on_device),

@@ -1,7 +1,9 @@
 """The engine interface (fit / transform / cluster), written once over an array module and estimator classes.
 
 cuML, scikit-learn / umap-learn and ``torch_umap.TorchUMAP`` share estimator names and parameters, so an
-engine is a ``Toolkit``: the array module (cupy or numpy), a copy-to-host function and the estimator classes.
+engine is its ``arrays()`` (the array module, cupy or numpy, and a copy-to-host function) and a ``Toolkit``
+of estimator classes. A fitted ``Reducer`` keeps its PCA as plain arrays, so placing points on a saved map
+imports no estimator library (scikit-learn alone takes 1.6 s to import here).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
 
 from pixel_detective_dagster.projection.settings import ProjectionSettings
 
@@ -21,6 +22,7 @@ MIN_UMAP_POINTS = 8  # fewer points than this get a 2-D PCA instead of a neighbo
 RECALL_SAMPLE = 1_000
 RECALL_NEIGHBOURS = 10
 Method = TypeVar("Method", bound=Callable[..., Any])
+Linear = tuple[np.ndarray, np.ndarray]  # (mean, components): x -> (x - mean) @ components.T
 
 
 @dataclass
@@ -30,9 +32,9 @@ class Reducer:
     engine: str
     dim: int
     method: str
-    pca: Any | None = None
+    pca: Linear | Any | None = None  # maps saved before 2026-12 hold the PCA estimator itself
     umap: Any | None = None
-    axes: tuple[np.ndarray, np.ndarray] | None = None  # (mean, 2 x dim components) when there is no UMAP
+    axes: Linear | None = None  # 2 components when there is no UMAP
     pca_recall: float | None = None  # share of 10-NN kept by the PCA, on a sample
     pca_variance: float | None = None
 
@@ -64,8 +66,6 @@ class ProjectionEngine(Protocol):
 
 @dataclass
 class Toolkit:
-    xp: Any  # numpy or cupy
-    to_host: Callable[[Any], np.ndarray]
     PCA: Callable[..., Any]
     UMAP: Callable[..., Any]
     HDBSCAN: Callable[..., Any]
@@ -76,19 +76,27 @@ class Toolkit:
 
 def neighbour_recall(original: np.ndarray, reduced: np.ndarray) -> float:
     """Share of each point's 10 nearest neighbours (among the given points) that survive a reduction."""
+    from sklearn.neighbors import NearestNeighbors  # lazy: fitting only; placing points imports no scikit-learn
+
     k = min(RECALL_NEIGHBOURS, len(original) - 1)
     before = NearestNeighbors(n_neighbors=k).fit(original).kneighbors(return_distance=False)
     after = NearestNeighbors(n_neighbors=k).fit(reduced).kneighbors(return_distance=False)
     return float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(before, after)]))
 
 
-def principal_axes(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def principal_axes(vectors: np.ndarray) -> Linear:
     """Mean and the first two principal directions (zero-padded when there are fewer)."""
     mean = vectors.mean(axis=0)
     _, _, vt = np.linalg.svd(vectors - mean, full_matrices=False)
     axes = np.zeros((2, vectors.shape[1]), np.float32)
     axes[: min(2, len(vt))] = vt[:2]
     return mean.astype(np.float32), axes
+
+
+def project(xp: Any, x: Any, linear: Linear | Any) -> Any:
+    """``x`` through a linear map: (mean, components), or a PCA estimator of a map saved before 2026-12."""
+    mean, components = linear if isinstance(linear, tuple) else (linear.mean_, linear.components_)
+    return (x - xp.asarray(mean)) @ xp.asarray(components).T
 
 
 def within_threads(method: Method) -> Method:
@@ -107,6 +115,10 @@ class EstimatorEngine:
 
     name = ""
 
+    def arrays(self) -> tuple[Any, Callable[[Any], np.ndarray]]:
+        """The array module the estimators work on and its copy-to-host function."""
+        return np, np.asarray
+
     def toolkit(self) -> Toolkit:
         raise NotImplementedError
 
@@ -114,28 +126,30 @@ class EstimatorEngine:
         """How many CPU threads the engine's work may use: unlimited unless an engine says otherwise."""
         return nullcontext()
 
-    def _unit(self, kit: Toolkit, vectors: np.ndarray) -> Any:
-        x = kit.xp.asarray(vectors, dtype=kit.xp.float32)
-        return x / kit.xp.maximum(kit.xp.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    def _unit(self, xp: Any, vectors: np.ndarray) -> Any:
+        x = xp.asarray(vectors, dtype=xp.float32)
+        return x / xp.maximum(xp.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
     @within_threads
     def fit(self, vectors: np.ndarray, settings: ProjectionSettings) -> tuple[Reducer, np.ndarray]:
         """Fit on ``vectors`` and return the reducer with their 2-D coordinates."""
         n, dim = vectors.shape
-        kit = self.toolkit()
-        x = self._unit(kit, vectors)
+        xp, to_host = self.arrays()
+        x = self._unit(xp, vectors)
         if n < MIN_UMAP_POINTS:
-            reducer = Reducer(self.name, dim, "pca", axes=principal_axes(kit.to_host(x)))
+            reducer = Reducer(self.name, dim, "pca", axes=principal_axes(to_host(x)))
             return reducer, self.transform(reducer, vectors, settings)
+        kit = self.toolkit()
         reducer = Reducer(self.name, dim, "umap")
         if dim > settings.pca_dims and n > settings.pca_dims:
             pca = kit.PCA(n_components=settings.pca_dims).fit(x)
             reduced = pca.transform(x)
-            rows = kit.xp.asarray(np.random.default_rng(0).permutation(n)[:RECALL_SAMPLE])
-            reducer.pca_recall = neighbour_recall(kit.to_host(x[rows]), kit.to_host(reduced[rows]))
-            reducer.pca_variance = float(kit.to_host(pca.explained_variance_ratio_).sum())
+            rows = xp.asarray(np.random.default_rng(0).permutation(n)[:RECALL_SAMPLE])
+            reducer.pca_recall = neighbour_recall(to_host(x[rows]), to_host(reduced[rows]))
+            reducer.pca_variance = float(to_host(pca.explained_variance_ratio_).sum())
             if reducer.pca_recall >= settings.min_pca_recall:
-                reducer.pca, reducer.method, x = pca, f"pca{settings.pca_dims}+umap", reduced
+                reducer.pca = to_host(pca.mean_).astype(np.float32), to_host(pca.components_).astype(np.float32)
+                reducer.method, x = f"pca{settings.pca_dims}+umap", reduced
         # euclidean on unit vectors ranks neighbours as cosine does
         options = {
             "n_neighbors": min(settings.n_neighbors, n - 1),
@@ -148,24 +162,23 @@ class EstimatorEngine:
         }
         reducer.umap = kit.UMAP(**(options | kit.umap_options))
         coords = reducer.umap.fit_transform(x)
-        return reducer, kit.to_host(coords).astype(np.float32)
+        return reducer, to_host(coords).astype(np.float32)
 
     @within_threads
     def transform(self, reducer: Reducer, vectors: np.ndarray, settings: ProjectionSettings) -> np.ndarray:
         """Place new vectors on a fitted map, ``settings.transform_chunk`` rows at a time."""
         if reducer.engine != self.name:
             raise ValueError(f"a {reducer.engine} reducer cannot be used by the {self.name} engine")
-        kit = self.toolkit()
-        out = kit.xp.empty((len(vectors), 2), dtype=kit.xp.float32)
+        xp, to_host = self.arrays()
+        out = xp.empty((len(vectors), 2), dtype=xp.float32)
         for start in range(0, len(vectors), settings.transform_chunk):
-            x = self._unit(kit, vectors[start : start + settings.transform_chunk])
+            x = self._unit(xp, vectors[start : start + settings.transform_chunk])
             if reducer.axes is not None:
-                mean, axes = (kit.xp.asarray(a) for a in reducer.axes)
-                coords = (x - mean) @ axes.T
+                coords = project(xp, x, reducer.axes)
             else:
-                coords = reducer.umap.transform(reducer.pca.transform(x) if reducer.pca is not None else x)
+                coords = reducer.umap.transform(project(xp, x, reducer.pca) if reducer.pca is not None else x)
             out[start : start + len(x)] = coords
-        return kit.to_host(out).astype(np.float32)
+        return to_host(out).astype(np.float32)
 
     @within_threads
     def cluster(
@@ -182,19 +195,19 @@ class EstimatorEngine:
         n = len(coords)
         if n < MIN_UMAP_POINTS:
             return Clusters(np.zeros(n, np.int64), np.ones(n, np.float32), np.zeros(n, np.int64), min(n, 1))
-        kit = self.toolkit()
-        xy = kit.xp.asarray(coords, dtype=kit.xp.float32)
+        kit, (xp, to_host) = self.toolkit(), self.arrays()
+        xy = xp.asarray(coords, dtype=xp.float32)
         if settings.clusterer == "hdbscan":
             density = kit.HDBSCAN(min_cluster_size=settings.cluster_size(n)).fit(xy)
-            labels, membership = kit.to_host(density.labels_), kit.to_host(density.probabilities_)
+            labels, membership = to_host(density.labels_), to_host(density.probabilities_)
         else:
             density = kit.DBSCAN(eps=settings.dbscan_eps, min_samples=settings.cluster_size(n)).fit(xy)
-            labels = kit.to_host(density.labels_)
+            labels = to_host(density.labels_)
             membership = (labels >= 0).astype(np.float32)
         k = settings.kmeans_k(n)
-        init = "k-means++" if kmeans_init is None else kit.xp.asarray(kmeans_init, dtype=kit.xp.float32)
+        init = "k-means++" if kmeans_init is None else xp.asarray(kmeans_init, dtype=xp.float32)
         kmeans = kit.KMeans(n_clusters=k, init=init, n_init=1, random_state=settings.seed or 0)
-        kmeans.fit(self._unit(kit, vectors))
+        kmeans.fit(self._unit(xp, vectors))
         return Clusters(
-            labels.astype(np.int64), membership.astype(np.float32), kit.to_host(kmeans.labels_).astype(np.int64), k
+            labels.astype(np.int64), membership.astype(np.float32), to_host(kmeans.labels_).astype(np.int64), k
         )

@@ -10,7 +10,6 @@ that share most of their words are still named by the words they do not share.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
 NOISE_NAME = "unclustered"
 # words BLIP puts in many captions that say nothing about the content
@@ -25,6 +24,8 @@ def cluster_names(labels: np.ndarray, captions: list[str | None], words: int = 3
     Noise (-1) is named ``NOISE_NAME`` but its captions count as "rest" for the others. A cluster with
     no distinctive word is "cluster N"; one whose name another cluster already has gets `` #N`` appended.
     """
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer  # lazy: 1.6 s, not to place points
+
     classes = sorted(set(labels.tolist()))
     names = {label: NOISE_NAME if label == -1 else "" for label in classes}
     docs = [" ".join(c for c, label in zip(captions, labels.tolist()) if label == cls and c) for cls in classes]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pixel_detective_dagster.projection.cuml_engine import CumlEngine
 from pixel_detective_dagster.projection.engine import ProjectionEngine
+from pixel_detective_dagster.projection.torch_umap import default_device
 from pixel_detective_dagster.projection.umap_learn_engine import UmapLearnEngine
 
 ENGINES = ("auto", "cuml", "torch", "cpu", "umap-learn")
@@ -43,12 +44,6 @@ def cuml_status() -> tuple[bool, str]:
     return True, f"cuML {getattr(cuml, '__version__', '?')} with {devices} CUDA device(s)"
 
 
-def torch_device() -> str:
-    import torch  # lazy: the projection package imports without torch; cuML needs none
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def choose_engine(requested: str = "auto") -> EngineChoice:
     """Resolve ``requested`` to an engine; a forced ``cuml`` that cannot run is an error, not a fallback."""
     requested = (requested or "auto").strip().lower()
@@ -57,7 +52,7 @@ def choose_engine(requested: str = "auto") -> EngineChoice:
     if requested in ("cpu", "umap-learn"):
         return EngineChoice(requested, f"{requested} requested")
     if requested == "torch":
-        return EngineChoice("torch", f"torch requested: UMAP in torch on {torch_device()}")
+        return EngineChoice("torch", f"torch requested: UMAP in torch on {default_device()}")
     usable, why = cuml_status()
     if requested == "cuml":
         if not usable:
@@ -65,7 +60,7 @@ def choose_engine(requested: str = "auto") -> EngineChoice:
         return EngineChoice("cuml", f"cuml requested: {why}")
     if usable:
         return EngineChoice("cuml", f"auto: {why}")
-    return EngineChoice("torch", f"auto: UMAP in torch on {torch_device()} because {why}")
+    return EngineChoice("torch", f"auto: UMAP in torch on {default_device()} because {why}")
 
 
 def make_engine(name: str, numba_cache: Path | None = None) -> ProjectionEngine:

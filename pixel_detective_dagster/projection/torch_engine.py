@@ -1,6 +1,7 @@
 """The default engine: UMAP in torch (``torch_umap``) on CUDA when torch sees a device, else the CPU,
 with scikit-learn's PCA and clusterers. Nothing is compiled at run time; on the CPU the map and the
-clusters run on one thread (see ``torch_umap.cpu_threads``)."""
+clusters run on one thread (see ``torch_umap.cpu_threads``). Placing points on a saved map on the CPU
+imports neither torch nor scikit-learn."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from contextlib import AbstractContextManager
 from functools import partial
 
 import numpy as np
-from sklearn.cluster import DBSCAN, HDBSCAN, KMeans
-from sklearn.decomposition import PCA
 
 from pixel_detective_dagster.projection.engine import EstimatorEngine, Reducer, Toolkit
 from pixel_detective_dagster.projection.settings import ProjectionSettings
@@ -23,8 +22,11 @@ class TorchEngine(EstimatorEngine):
         self.device = device  # None: CUDA when available; the saved model is the same on either device
 
     def toolkit(self) -> Toolkit:
+        from sklearn.cluster import DBSCAN, HDBSCAN, KMeans  # lazy: 1.6 s, which placing points never needs
+        from sklearn.decomposition import PCA
+
         umap = partial(TorchUMAP, device=self.device)
-        return Toolkit(np, np.asarray, PCA, umap, HDBSCAN, DBSCAN, KMeans, umap_options={"init": "pca"})
+        return Toolkit(PCA, umap, HDBSCAN, DBSCAN, KMeans, umap_options={"init": "pca"})
 
     def threads(self) -> AbstractContextManager[None]:
         # one thread on the CPU: 10k-point clusters took 1.3 CPU s instead of 8.6 on 2 busy cores
