@@ -10,6 +10,8 @@ import numpy as np
 
 from pixel_detective_dagster.projection.engine import EstimatorEngine, Toolkit
 
+ON_DEVICE = {"output_type": "cupy"}  # results stay on the GPU until copied to the host once
+
 
 class CumlEngine(EstimatorEngine):
     name = "cuml"
@@ -20,16 +22,16 @@ class CumlEngine(EstimatorEngine):
         return cupy, cupy.asnumpy
 
     def toolkit(self) -> Toolkit:
-        from cuml.cluster import DBSCAN, HDBSCAN, KMeans  # optional: the 'gpu' extra
-        from cuml.decomposition import PCA
+        from cuml.decomposition import PCA  # optional: the 'gpu' extra
         from cuml.manifold import UMAP
 
-        on_device = {"output_type": "cupy"}
         return Toolkit(
-            partial(PCA, **on_device),
-            partial(UMAP, **on_device),
-            partial(HDBSCAN, **on_device),
-            partial(DBSCAN, **on_device),
-            partial(KMeans, **on_device),
+            partial(PCA, **ON_DEVICE),
+            partial(UMAP, **ON_DEVICE),
             umap_options={"build_algo": "auto"},  # brute-force kNN for small sets, NN-descent for large ones
         )
+
+    def clusterers(self) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+        from cuml.cluster import DBSCAN, HDBSCAN, KMeans  # optional: the 'gpu' extra
+
+        return tuple(partial(cls, **ON_DEVICE) for cls in (HDBSCAN, DBSCAN, KMeans))  # type: ignore[return-value]

@@ -1,9 +1,9 @@
 """The engine interface (fit / transform / cluster), written once over an array module and estimator classes.
 
 cuML, scikit-learn / umap-learn and ``torch_umap.TorchUMAP`` share estimator names and parameters, so an
-engine is its ``arrays()`` (the array module, cupy or numpy, and a copy-to-host function) and a ``Toolkit``
-of estimator classes. A fitted ``Reducer`` keeps its PCA as plain arrays, so placing points on a saved map
-imports no estimator library (scikit-learn alone takes 1.6 s to import here).
+engine is its ``arrays()`` (the array module, cupy or numpy, and a copy-to-host function), a ``Toolkit`` (PCA
+and UMAP classes) and its ``clusterers()``. A fitted ``Reducer`` keeps its PCA as plain arrays, so placing
+points on a saved map imports no estimator library (scikit-learn alone takes 1.6 s to import here).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from pixel_detective_dagster.projection.settings import ProjectionSettings
+from pixel_detective_dagster.projection.umap_steps import nearest
 
 MIN_UMAP_POINTS = 8  # fewer points than this get a 2-D PCA instead of a neighbour graph
 RECALL_SAMPLE = 1_000
@@ -68,20 +69,15 @@ class ProjectionEngine(Protocol):
 class Toolkit:
     PCA: Callable[..., Any]
     UMAP: Callable[..., Any]
-    HDBSCAN: Callable[..., Any]
-    DBSCAN: Callable[..., Any]
-    KMeans: Callable[..., Any]
     umap_options: dict[str, Any] = field(default_factory=dict)  # override the shared UMAP parameters
 
 
 def neighbour_recall(original: np.ndarray, reduced: np.ndarray) -> float:
     """Share of each point's 10 nearest neighbours (among the given points) that survive a reduction."""
-    from sklearn.neighbors import NearestNeighbors  # lazy: fitting only; placing points imports no scikit-learn
-
     k = min(RECALL_NEIGHBOURS, len(original) - 1)
-    before = NearestNeighbors(n_neighbors=k).fit(original).kneighbors(return_distance=False)
-    after = NearestNeighbors(n_neighbors=k).fit(reduced).kneighbors(return_distance=False)
-    return float(np.mean([len(set(a) & set(b)) / len(a) for a, b in zip(before, after)]))
+    before, _ = nearest(original, original, k, skip_self=True)
+    after, _ = nearest(reduced, reduced, k, skip_self=True)
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(before.tolist(), after.tolist())]))
 
 
 def principal_axes(vectors: np.ndarray) -> Linear:
@@ -121,6 +117,12 @@ class EstimatorEngine:
 
     def toolkit(self) -> Toolkit:
         raise NotImplementedError
+
+    def clusterers(self) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+        """HDBSCAN, DBSCAN and K-Means classes: scikit-learn's unless an engine has its own."""
+        from sklearn.cluster import DBSCAN, HDBSCAN, KMeans  # lazy: 1.6 s, which maps and placements skip
+
+        return HDBSCAN, DBSCAN, KMeans
 
     def threads(self) -> AbstractContextManager[None]:
         """How many CPU threads the engine's work may use: unlimited unless an engine says otherwise."""
@@ -195,18 +197,18 @@ class EstimatorEngine:
         n = len(coords)
         if n < MIN_UMAP_POINTS:
             return Clusters(np.zeros(n, np.int64), np.ones(n, np.float32), np.zeros(n, np.int64), min(n, 1))
-        kit, (xp, to_host) = self.toolkit(), self.arrays()
+        (hdbscan, dbscan, kmeans_class), (xp, to_host) = self.clusterers(), self.arrays()
         xy = xp.asarray(coords, dtype=xp.float32)
         if settings.clusterer == "hdbscan":
-            density = kit.HDBSCAN(min_cluster_size=settings.cluster_size(n)).fit(xy)
+            density = hdbscan(min_cluster_size=settings.cluster_size(n)).fit(xy)
             labels, membership = to_host(density.labels_), to_host(density.probabilities_)
         else:
-            density = kit.DBSCAN(eps=settings.dbscan_eps, min_samples=settings.cluster_size(n)).fit(xy)
+            density = dbscan(eps=settings.dbscan_eps, min_samples=settings.cluster_size(n)).fit(xy)
             labels = to_host(density.labels_)
             membership = (labels >= 0).astype(np.float32)
         k = settings.kmeans_k(n)
         init = "k-means++" if kmeans_init is None else xp.asarray(kmeans_init, dtype=xp.float32)
-        kmeans = kit.KMeans(n_clusters=k, init=init, n_init=1, random_state=settings.seed or 0)
+        kmeans = kmeans_class(n_clusters=k, init=init, n_init=1, random_state=settings.seed or 0)
         kmeans.fit(self._unit(xp, vectors))
         return Clusters(
             labels.astype(np.int64), membership.astype(np.float32), to_host(kmeans.labels_).astype(np.int64), k

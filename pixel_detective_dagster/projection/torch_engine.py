@@ -1,7 +1,7 @@
 """The default engine: UMAP in torch (``torch_umap``) on CUDA when torch sees a device, else the CPU,
-with scikit-learn's PCA and clusterers. Nothing is compiled at run time; on the CPU the map and the
-clusters run on one thread (see ``torch_umap.cpu_threads``). Placing points on a saved map on the CPU
-imports neither torch nor scikit-learn."""
+a PCA in numpy and scikit-learn's clusterers. Nothing is compiled at run time; on the CPU the map and the
+clusters run on one thread (see ``torch_umap.cpu_threads``). A map of a few thousand points, and new
+points placed on a saved one, import neither torch nor scikit-learn."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from functools import partial
 import numpy as np
 
 from pixel_detective_dagster.projection.engine import EstimatorEngine, Reducer, Toolkit
+from pixel_detective_dagster.projection.linear import CovariancePCA
 from pixel_detective_dagster.projection.settings import ProjectionSettings
 from pixel_detective_dagster.projection.torch_umap import TorchUMAP, cpu_threads, default_device
 
@@ -22,11 +23,8 @@ class TorchEngine(EstimatorEngine):
         self.device = device  # None: CUDA when available; the saved model is the same on either device
 
     def toolkit(self) -> Toolkit:
-        from sklearn.cluster import DBSCAN, HDBSCAN, KMeans  # lazy: 1.6 s, which placing points never needs
-        from sklearn.decomposition import PCA
-
         umap = partial(TorchUMAP, device=self.device)
-        return Toolkit(PCA, umap, HDBSCAN, DBSCAN, KMeans, umap_options={"init": "pca"})
+        return Toolkit(CovariancePCA, umap, umap_options={"init": "pca"})
 
     def threads(self) -> AbstractContextManager[None]:
         # one thread on the CPU: 10k-point clusters took 1.3 CPU s instead of 8.6 on 2 busy cores

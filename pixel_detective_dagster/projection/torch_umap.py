@@ -1,11 +1,11 @@
-"""``TorchUMAP``: UMAP with umap-learn's parameters, fitted in torch (``torch_fit``) on CUDA or the CPU.
+"""``TorchUMAP``: UMAP with umap-learn's parameters (``umap_steps``), run in numpy or in torch (CUDA or CPU).
 
-New points are placed as umap-learn's ``transform`` does (``umap_steps.place``): by their neighbours among
-the fitted points, which stay fixed. Importing this module, loading a saved model and placing a batch on the
-CPU need numpy only: a fresh process that adds a batch to a map skips torch's import (2.2 s and 650 MB on
-the CUDA build these machines have). Batches of ``TORCH_PLACEMENT_FROM`` points or more are placed in
-torch on the model's device: there torch's import (and a GPU's start) pays for itself, as torch places
-50k points in 0.65x numpy's time on one CPU core.
+New points are placed as umap-learn's ``transform`` does: by their neighbours among the fitted points, which
+stay fixed. On the CPU, sets and batches under ``TORCH_FROM`` points run in numpy, so a fresh process that
+maps them skips torch's import (1.7 s and 650 MB for the CUDA build these machines have); larger ones run in
+torch, whose kernels take 0.65x numpy's time on one core (10k-point fit 6.0 s against 8.9 s). A fit on a
+CUDA machine runs on the GPU; a batch under ``TORCH_FROM`` points is placed in numpy even there, since
+starting a GPU costs more than so few points.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from pixel_detective_dagster.projection.umap_steps import curve_parameters, numpy_draw, place
+from pixel_detective_dagster.projection.umap_steps import curve_parameters, fit, numpy_draw, place
 
-TORCH_PLACEMENT_FROM = 20_000
+TORCH_FROM = 5_000
 CUDA_DRIVER = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
 
 
@@ -94,14 +94,27 @@ class TorchUMAP:
     def _seed(self, salt: int) -> int | None:
         return None if self.random_state is None else self.random_state + salt
 
-    def fit_transform(self, x: np.ndarray) -> np.ndarray:
-        from pixel_detective_dagster.projection import torch_fit  # lazy: torch, for fitting only
-
+    def _engine(self, n: int) -> str:
+        """ "numpy" below ``TORCH_FROM`` points on the CPU, else the torch device."""
         device = self.device or default_device()
+        return "numpy" if device == "cpu" and n < TORCH_FROM else device
+
+    def fit_transform(self, x: np.ndarray) -> np.ndarray:
         points = np.ascontiguousarray(x, np.float32)
-        epochs = self.n_epochs or (500 if len(points) <= 10_000 else 200)
-        with cpu_threads(device):
-            coords = torch_fit.fit(points, self.n_neighbors, epochs, self.init, self._curve(), self._seed(0), device)
+        n = len(points)
+        k = min(self.n_neighbors - 1, n - 1)  # umap-learn counts the point itself as a neighbour
+        epochs = self.n_epochs or (500 if n <= 10_000 else 200)
+        start = None
+        if self.init == "random":
+            start = np.random.default_rng(self._seed(0)).random((n, 2), dtype=np.float32) * 10
+        engine = self._engine(n)
+        with cpu_threads("cpu" if engine == "numpy" else engine):
+            if engine == "numpy":
+                coords = fit(points, k, epochs, self._curve(), numpy_draw(self._seed(0)), start)
+            else:
+                from pixel_detective_dagster.projection.on_torch import fit_on  # lazy: torch, for large sets or a GPU
+
+                coords = fit_on(engine, points, k, epochs, self._curve(), self._seed(0), start)
         self.data, self.embedding = points, coords
         return coords
 
@@ -111,11 +124,11 @@ class TorchUMAP:
             raise ValueError("TorchUMAP.transform needs a fitted model")
         queries = np.ascontiguousarray(x, np.float32)
         epochs = max(1, (self.n_epochs or 100) // 3)
-        if len(queries) < TORCH_PLACEMENT_FROM:
+        if len(queries) < TORCH_FROM:  # numpy even beside a GPU: starting one costs more than so few points
             with cpu_threads("cpu"):
                 draw = numpy_draw(self._seed(1))
                 return place(queries, self.data, self.embedding, self.n_neighbors, epochs, self._curve(), draw)
-        from pixel_detective_dagster.projection.torch_fit import place_on  # lazy: torch, for large batches only
+        from pixel_detective_dagster.projection.on_torch import place_on  # lazy: torch, for large batches only
 
         device = self.device or default_device()
         with cpu_threads(device):

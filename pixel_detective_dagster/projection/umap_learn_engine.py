@@ -20,9 +20,8 @@ class UmapLearnEngine(EstimatorEngine):
             self.numba_cache.mkdir(parents=True, exist_ok=True)
             os.environ.setdefault("NUMBA_CACHE_DIR", str(self.numba_cache))
         import umap  # lazy: after NUMBA_CACHE_DIR is set; numba takes seconds to import
-        from sklearn.cluster import DBSCAN, HDBSCAN, KMeans  # lazy: the projection package imports without it
-        from sklearn.decomposition import PCA
+        from sklearn.decomposition import PCA  # lazy: the projection package imports without scikit-learn
 
         # NN-descent even for small sets: umap-learn's exact path calls a Python distance per pair
         options = {"force_approximation_algorithm": True}
-        return Toolkit(PCA, umap.UMAP, HDBSCAN, DBSCAN, KMeans, umap_options=options)
+        return Toolkit(PCA, umap.UMAP, umap_options=options)

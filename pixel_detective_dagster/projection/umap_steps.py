@@ -1,12 +1,13 @@
-"""The steps of UMAP that fitting and placing share, written once over numpy arrays and torch tensors.
+"""UMAP's fit and placement, written once over numpy arrays and torch tensors.
 
-The steps follow umap-learn (McInnes et al.): each point's ``k`` nearest neighbours, memberships
-``exp(-(d - rho) / sigma)`` with ``sigma`` found by bisection so that they sum to ``log2(k + 1)``, then
-attraction along sampled edges and repulsion from negative samples with the curve ``1 / (1 + a d^2b)``.
+The steps follow umap-learn (McInnes et al.): each point's ``k`` nearest neighbours (exact, by matrix
+products), memberships ``exp(-(d - rho) / sigma)`` with ``sigma`` found by bisection so that they sum to
+``log2(k + 1)``, their fuzzy union, a start on the first two principal axes, then attraction along
+sampled edges and repulsion from negative samples with the curve ``1 / (1 + a d^2b)``.
 Unlike umap-learn's one-edge-at-a-time loop, every edge due in an epoch is applied at once (as cuML does on
 a GPU). ``array_api_compat`` gives both array libraries one namespace (numpy 2 is one itself); the three
-operations the array API lacks (k smallest, scatter-add, random integers) are below. Nothing here imports
-torch.
+operations the array API lacks (k smallest, weighted counts, random integers) are below. Nothing here
+imports torch, and nothing is compiled at run time.
 """
 
 from __future__ import annotations
@@ -59,12 +60,19 @@ def smallest(x: Array, k: int) -> tuple[Array, Array]:
     return np.take_along_axis(x, index, 1), index
 
 
+def weighted_counts(index: Array, weights: Array, n: int) -> Array:
+    """``out[i]`` = the sum of ``weights`` where ``index`` is ``i``, for ``i < n`` (a weighted ``bincount``)."""
+    if is_torch_array(index):
+        return index.bincount(weights, minlength=n)
+    return np.bincount(index, weights, minlength=n)
+
+
 def scatter_add(target: Array, index: Array, values: Array) -> Array:
     """``target[index[r]] += values[r]`` for every row ``r``, repeated indices adding up; in place."""
     if is_torch_array(target):
         return target.index_add_(0, index, values)
-    for column in range(target.shape[1]):  # bincount: many times faster than np.add.at
-        target[:, column] += np.bincount(index, values[:, column], minlength=target.shape[0])
+    for column in range(target.shape[1]):  # many times faster than np.add.at
+        target[:, column] += weighted_counts(index, values[:, column], target.shape[0])
     return target
 
 
@@ -115,6 +123,31 @@ def memberships(distances: Array, local_connectivity: bool) -> Array:
     return xp.exp(-excess / xp.clip(sigma, 1e-12, None))
 
 
+def fuzzy_union(indices: Array, weights: Array) -> tuple[Array, Array, Array]:
+    """Edges (head, tail, weight) of ``P + P^T - P * P^T`` for the directed k-NN memberships ``P``."""
+    xp = namespace(indices, weights)
+    n, k = indices.shape
+    heads = xp.repeat(xp.arange(n, device=device(indices)), k)
+    tails, w = xp.reshape(indices, (-1,)), xp.reshape(weights, (-1,))
+    keys = xp.concat([heads * n + tails, tails * n + heads])
+    both = xp.concat([w, w])
+    unique, inverse = xp.unique_inverse(keys)
+    total = weighted_counts(inverse, both, unique.shape[0])
+    # an edge has one membership or two (i lists j, j lists i); the product of two is ((a+b)^2 - a^2 - b^2) / 2
+    product = (total * total - weighted_counts(inverse, both * both, unique.shape[0])) / 2
+    return unique // n, unique % n, xp.astype(total - product, w.dtype)
+
+
+def pca_layout(x: Array) -> Array:
+    """Start from the first two principal axes, scaled to [0, 10] as umap-learn scales its initial layout."""
+    xp = namespace(x)
+    centred = x - xp.mean(x, axis=0)
+    _, _, v = xp.linalg.svd(centred[:: max(1, x.shape[0] // 20_000)], full_matrices=False)
+    y = centred @ v[:2].T
+    low = xp.min(y, axis=0)
+    return 10 * (y - low) / xp.clip(xp.max(y, axis=0) - low, 1e-12, None)
+
+
 class Layout:
     """The SGD of umap-learn's ``optimize_layout_euclidean``, one batch of due edges per epoch."""
 
@@ -163,6 +196,16 @@ class Layout:
         coeff[:near] = -2 * self.a * self.b * power[:near] / xp.clip(d2[:near], 1e-12, None) * inverse[:near]
         coeff[near:] = 2 * REPULSION * self.b * inverse[near:] / (1e-3 + d2[near:])
         return xp.clip(coeff * diff, -CLIP, CLIP)
+
+
+def fit(
+    points: Array, k: int, epochs: int, curve: tuple[float, float], draw: Draw, start: Array | None = None
+) -> Array:
+    """2-D coordinates of ``points`` from their ``k``-NN graph, starting on the principal axes unless given ``start``."""
+    indices, distances = nearest(points, points, k, skip_self=True)
+    edges = fuzzy_union(indices, memberships(distances, local_connectivity=True))
+    start = pca_layout(points) if start is None else start
+    return Layout(*curve, draw).run(start, start, edges, epochs, 1.0, move_tail=True)
 
 
 def place(
