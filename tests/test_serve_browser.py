@@ -133,6 +133,13 @@ def test_search_page(service_url: str, photos: Path, tmp_path: Path) -> None:
             page.click(".tabs button[data-view=map]")
             expect(page.locator("#map-status")).to_contain_text("14 points")
             expect(page.locator("#cluster-list li").first).to_be_visible()
+            for overlay in (".map-help", ".map-status"):  # a point under the map's captions is still reachable
+                under = page.evaluate(
+                    """(selector) => { const r = document.querySelector(selector).getBoundingClientRect();
+                    return document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2).id; }""",
+                    overlay,
+                )
+                assert under == "map-points", (overlay, under)
             box = page.locator("#map-points").bounding_box()
             x, y = page.evaluate("() => window.pixelMap.screenPositionOf(0)")
             page.mouse.move(box["x"] + x, box["y"] + y)
