@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from pixel_detective_dagster.index.points import PAYLOAD_INDEXES
 from pixel_detective_dagster.index.vector_index import (
     EdgeIndex,
     IndexPoint,
@@ -231,24 +232,29 @@ class RecordingClient:
         return record
 
 
-def collection_settings(index: VectorIndex) -> tuple[dict, dict, dict[str, bool]]:
-    """(HNSW config, optimizer config, payload field -> HNSW links) as the engine or the server request has them."""
+def collection_settings(index: VectorIndex) -> tuple[dict, dict, dict[str, bool], set[str]]:
+    """(HNSW config, optimizer config, payload field -> HNSW links, payload fields mapped from disk ("cold")) as
+    the engine or the server request has them."""
     if isinstance(index, EdgeIndex):
         import qdrant_edge as qe
 
         config = json.loads((index.directory / "edge_config.json").read_text())
         shard = qe.EdgeShard.load(str(index.directory))
         try:
-            links = {name: bool(info.params.enable_hnsw) for name, info in shard.info().payload_schema.items()}
+            schema = shard.info().payload_schema
         finally:
             shard.close()
-        return config["hnsw_config"], config["optimizers"], links
+        links = {name: bool(info.params.enable_hnsw) for name, info in schema.items()}
+        cold = {name for name, info in schema.items() if info.params.memory == qe.Memory.Cold}
+        return config["hnsw_config"], config["optimizers"], links, cold
     [(_, create)] = index.client.requests["create_collection"]
     hnsw = create["hnsw_config"].model_dump()
     for _, update in index.client.requests.get("update_collection", []):  # bulk loads switch HNSW off and on
         hnsw |= update["hnsw_config"].model_dump(exclude_none=True)
-    links = {args[1]: kw["field_schema"].enable_hnsw for args, kw in index.client.requests["create_payload_index"]}
-    return hnsw, create["optimizers_config"].model_dump(), links
+    requests = index.client.requests["create_payload_index"]
+    links = {args[1]: kw["field_schema"].enable_hnsw for args, kw in requests}
+    cold = {args[1] for args, kw in requests if kw["field_schema"].memory == "cold"}
+    return hnsw, create["optimizers_config"].model_dump(), links, cold
 
 
 def test_both_backends_get_the_same_collection_settings(make_index: Factory) -> None:
@@ -258,9 +264,10 @@ def test_both_backends_get_the_same_collection_settings(make_index: Factory) -> 
         index.client = RecordingClient(index.client)
     with index.bulk():
         index.upsert(LIBRARY)
-    hnsw, optimizers, links = collection_settings(index)
+    hnsw, optimizers, links, cold = collection_settings(index)
     assert (hnsw["m"], hnsw["ef_construct"], hnsw["full_scan_threshold"]) == (12, 48, 500)
     assert optimizers["default_segment_number"] == 3
+    assert cold == set(PAYLOAD_INDEXES) - {"folders", "taken_at"}  # mapped, not read into RAM at every open
     assert links.pop("folders") is True and not any(links.values())  # payload links only where they pay off
     with index.session():  # the query-time settings (ef, ACORN) change nothing a small index answers
         check_queries(index)

@@ -68,14 +68,15 @@ def _dialect() -> FilterDialect:
     )
 
 
-def _payload_schema(kind: str, graph: bool) -> Any:
+def _payload_schema(kind: str, graph: bool, in_ram: bool) -> Any:
+    memory = None if in_ram else qe.Memory.Cold
     if kind == "text":
-        return qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True, enable_hnsw=graph)
+        return qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True, enable_hnsw=graph, memory=memory)
     return {
         "keyword": qe.KeywordIndexParams,
         "integer": qe.IntegerIndexParams,
         "datetime": qe.DatetimeIndexParams,
-    }[kind](enable_hnsw=graph)
+    }[kind](enable_hnsw=graph, memory=memory)
 
 
 def _search_params(settings: IndexSettings, filtered: bool) -> Any:
@@ -244,7 +245,9 @@ class EdgeIndex(QdrantIndex):
         self._written()
         for name, kind in PAYLOAD_INDEXES.items():
             shard.update(
-                qe.UpdateOperation.create_field_index(name, _payload_schema(kind, name in s.filter_graph_fields))
+                qe.UpdateOperation.create_field_index(
+                    name, _payload_schema(kind, name in s.filter_graph_fields, name in s.payload_in_ram)
+                )
             )
         return shard
 
