@@ -98,6 +98,10 @@ class IndexSettings:
     full_scan_kb: int = 10_000  # segments (and filter matches) smaller than this are scanned exactly
     indexing_threads: int = 0  # threads building HNSW; 0 = one per core
     segments: int = 0  # segments the optimizer aims for; 0 = the engine's choice (one per core)
+    # vectors (KB) a plain segment holds before the optimizer builds its HNSW graph (the engine's default, made
+    # explicit): about 5,000 CLIP points of 512 floats. Fewer are scanned exactly, so the embedded backend skips
+    # the optimizer pass (and opening the shard for it) until this many points were written since the last one
+    indexing_threshold_kb: int = 10_000
     # payload fields whose values get their own HNSW links (``enable_hnsw``), so a filter on them still walks
     # a connected graph; links for every field cost most of the optimizer pass at 100k (benchmarks/README.md)
     filter_graph_fields: frozenset[str] = frozenset({"folders"})
@@ -113,10 +117,11 @@ class IndexSettings:
 
 @dataclass
 class LoadTimes:
-    """Wall seconds of one bulk load: the writes, then the closing optimizer pass (HNSW build)."""
+    """Wall seconds of one bulk load: the writes, then the closing optimizer pass (HNSW build), if one was due."""
 
     load_s: float = 0.0
     optimize_s: float = 0.0
+    optimized: bool = True  # False: too few points were written since the last pass to build HNSW for them
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,8 @@ class IndexHealth:
     indexed_vectors: int | None  # dense + sparse vectors in an index (HNSW / inverted); plain segments add none
     segments: int | None
     optimizer: str  # "idle", "optimizing since ...", or the server's optimizer status
+    # points written since the last optimizer pass (embedded backend; ``None``: unknown, or the server's own optimizer)
+    unoptimized: int | None = None
 
 
 @dataclass

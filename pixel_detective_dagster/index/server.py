@@ -142,7 +142,9 @@ class ServerIndex(QdrantIndex):
                 full_scan_threshold=s.full_scan_kb,
                 max_indexing_threads=s.indexing_threads,
             ),
-            optimizers_config=m.OptimizersConfigDiff(default_segment_number=s.segments) if s.segments else None,
+            optimizers_config=m.OptimizersConfigDiff(
+                default_segment_number=s.segments or None, indexing_threshold=s.indexing_threshold_kb
+            ),
         )
         for name, kind in PAYLOAD_INDEXES.items():
             self.client.create_payload_index(
