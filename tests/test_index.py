@@ -267,7 +267,7 @@ def test_both_backends_get_the_same_collection_settings(make_index: Factory) -> 
     hnsw, optimizers, links, cold = collection_settings(index)
     assert (hnsw["m"], hnsw["ef_construct"], hnsw["full_scan_threshold"]) == (12, 48, 500)
     assert (optimizers["default_segment_number"], optimizers["indexing_threshold"]) == (3, 10_000)
-    assert cold == set(PAYLOAD_INDEXES) - {"folders", "taken_at"}  # mapped, not read into RAM at every open
+    assert cold == set(PAYLOAD_INDEXES) - {"folders"}  # mapped, not read into RAM at every open
     assert links.pop("folders") is True and not any(links.values())  # payload links only where they pay off
     with index.session():  # the query-time settings (ef, ACORN) change nothing a small index answers
         check_queries(index)
