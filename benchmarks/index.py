@@ -14,7 +14,8 @@ Cases (the figures ``--json`` writes; sizes are 100k, 10k with ``--quick``, 1m w
   alone; ``recall@10 nearest`` / ``recall@10 filtered`` against exact search; ``p50 ms`` / ``p99 ms`` of
   nearest, filtered (folder + date range) and hybrid queries against the same queries before the optimizer
   pass (what a query sees on a freshly loaded, not yet indexed collection); ``peak RSS MiB`` and
-  ``disk MiB`` against the raw float32 vectors; ``+1,000 points searchable (s)``.
+  ``disk MiB`` against the raw float32 vectors; ``+1,000 points searchable (s)`` and its parts
+  (``+1,000 points: open (s)``, ``upsert``, ``optimize``, ``first query``, ``close``; wall, CPU in the note).
 * ``index/knobs <size>``: each collection setting's optimizer pass (CPU seconds, robust on a shared machine)
   and recall against the old defaults on the same data.
 * ``index/upsert-batch``: points/s by upsert batch size.
@@ -26,6 +27,8 @@ import argparse
 import os
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -178,6 +181,42 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+_ANON_SAMPLER = """
+import sys, time
+peak = 0
+while True:
+    try:
+        status = open(f"/proc/{sys.argv[1]}/status").read()
+    except OSError:
+        break
+    anon = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("RssAnon:"))
+    if anon > peak:
+        peak = anon
+        print(peak, flush=True)
+    time.sleep(0.5)
+"""
+
+
+@contextmanager
+def anonymous_peak_mib() -> Iterator[list[float]]:
+    """Peak anonymous RSS (heap and the like; mapped files left out) while the block runs, in the list it yields
+    once the block is done (nan where there is no /proc). A child process samples it every 0.5 s: the engine
+    holds the GIL through its optimizer pass, so a thread of this process could not."""
+    result = [float("nan")]
+    if not Path(f"/proc/{os.getpid()}/status").exists():
+        yield result
+        return
+    sampler = subprocess.Popen(
+        [sys.executable, "-c", _ANON_SAMPLER, str(os.getpid())], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        yield result
+    finally:
+        sampler.terminate()
+        lines = sampler.communicate()[0].split()
+        result[0] = int(lines[-1]) / 1024 if lines else float("nan")
+
+
 def disk_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
@@ -253,25 +292,102 @@ def latencies(index: EdgeIndex, queries: np.ndarray, words: list[str]) -> dict[s
         }
 
 
-def add_points(index: EdgeIndex, library: Library) -> float:
-    """Seconds until 1,000 new points are in and found, the way an ingest run writes them (fresh open, bulk)."""
+ADD_PARTS = {  # shard call -> part of "+1,000 points searchable"
+    "load": "open",
+    "update": "upsert",
+    "optimize": "optimize",
+    "retrieve": "first query",
+    "query": "first query",
+    "flush": "close",
+    "close": "close",
+}
+
+
+class TimedShard:
+    """An open shard whose calls add their wall and CPU seconds (every thread's) to ``parts``."""
+
+    def __init__(self, shard: object, parts: dict[str, list[float]]):
+        self._shard, self._parts = shard, parts
+
+    def __getattr__(self, name: str) -> object:
+        call = getattr(self._shard, name)
+        part = ADD_PARTS.get(name)
+        if part is None:
+            return call
+
+        def timed(*args: object, **kwargs: object) -> object:
+            with _timed(self._parts, part):
+                return call(*args, **kwargs)
+
+        return timed
+
+
+@contextmanager
+def _timed(parts: dict[str, list[float]], part: str) -> Iterator[None]:
+    start, cpu = time.perf_counter(), cpu_seconds()
+    try:
+        yield
+    finally:
+        wall, cpu_total, count = parts.setdefault(part, [0.0, 0.0, 0])
+        parts[part] = [wall + time.perf_counter() - start, cpu_total + cpu_seconds() - cpu, count + 1]
+
+
+class TimedEdgeIndex(EdgeIndex):
+    """The embedded index, every open of its shard and every call on it timed by part (see ``ADD_PARTS``)."""
+
+    def __init__(self, *args: object, parts: dict[str, list[float]], **kwargs: object):
+        super().__init__(*args, **kwargs)
+        self.parts = parts
+
+    def _load(self, qe: object) -> object:
+        with _timed(self.parts, "open"):
+            return TimedShard(super()._load(qe), self.parts)
+
+
+def add_points(index: EdgeIndex, library: Library) -> tuple[float, float, dict[str, list[float]]]:
+    """Wall and CPU seconds until 1,000 new points are in and found, the way an ingest run writes them (fresh
+    open, bulk), and its parts: part -> [wall s, CPU s, calls]."""
     extra = Library(1_000, seed=7)
     points = [
         replace(p, id=point_id("bench-extra", p.payload["hash"])) for _, _, chunk in extra.chunks() for p in chunk
     ]
-    fresh = EdgeIndex(index.directory, index.settings, MODEL, DIM)
-    start = time.perf_counter()
+    parts: dict[str, list[float]] = {}
+    fresh = TimedEdgeIndex(index.directory, index.settings, MODEL, DIM, parts=parts)
+    start, cpu = time.perf_counter(), cpu_seconds()
     with fresh.bulk():
         fresh.upsert(points)
     with fresh.session():
         found = fresh.retrieve([points[0].id]) and fresh.search(points[-1].vector, 1)[0].id == points[-1].id
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     if not found:
         raise AssertionError("the added points are not searchable")
-    return elapsed
+    return elapsed, cpu, parts
+
+
+def add_figures(case: str, index: EdgeIndex, library: Library, searchable_s: float) -> list[Figure]:
+    elapsed, cpu, parts = add_points(index, library)
+    figures = [
+        Figure(case, "+1,000 points searchable (s)", elapsed, searchable_s, "s", "full load", f"CPU {cpu:.1f} s"),
+    ]
+    for part in ("open", "upsert", "optimize", "first query", "close"):
+        wall, part_cpu, calls = parts.get(part, [0.0, 0.0, 0])
+        note = f"CPU {part_cpu:.2f} s; {calls} call(s)"
+        figures.append(Figure(case, f"+1,000 points: {part} (s)", wall, elapsed, "s", "+1,000 points", note))
+    return figures
 
 
 def scale_case(root: Path, n: int, label: str, query_count: int) -> list[Figure]:
+    with anonymous_peak_mib() as anonymous:
+        figures = _scale_figures(root, n, label, query_count)
+    note = "mapped files left out; sampled every 0.5 s"
+    raw_mib = n * DIM * 4 / 2**20
+    figures.append(
+        Figure(f"index/{label}", "peak anonymous RSS MiB", anonymous[0], raw_mib, "MiB", "raw float32 vectors", note)
+    )
+    return figures
+
+
+def _scale_figures(root: Path, n: int, label: str, query_count: int) -> list[Figure]:
     library = Library(n)
     queries, words = library.queries(query_count)
     case = f"index/{label}"
@@ -302,11 +418,10 @@ def scale_case(root: Path, n: int, label: str, query_count: int) -> list[Figure]
         figures.append(Figure(case, f"p50 ms {kind}", p50, before[0], "ms", "before the optimizer pass", note))
         figures.append(Figure(case, f"p99 ms {kind}", p99, before[1], "ms", "before the optimizer pass", note))
     figures += search_knobs(result.index, result.truth, case, nearest, filtered, ms)
-    figures.append(Figure(case, "peak RSS MiB", peak_rss_mib(), raw_mib, "MiB", "raw float32 vectors"))
+    rss_note = "mapped segment files included (ru_maxrss)"
+    figures.append(Figure(case, "peak RSS MiB", peak_rss_mib(), raw_mib, "MiB", "raw float32 vectors", rss_note))
     figures.append(Figure(case, "disk MiB", disk_mib(root / label), raw_mib, "MiB", "raw float32 vectors"))
-    figures.append(
-        Figure(case, "+1,000 points searchable (s)", add_points(result.index, library), searchable_s, "s", "full load")
-    )
+    figures += add_figures(case, result.index, library, searchable_s)
     return figures
 
 

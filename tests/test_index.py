@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
+from pixel_detective_dagster.index.points import PAYLOAD_INDEXES
 from pixel_detective_dagster.index.vector_index import (
     EdgeIndex,
     IndexPoint,
@@ -231,24 +232,29 @@ class RecordingClient:
         return record
 
 
-def collection_settings(index: VectorIndex) -> tuple[dict, dict, dict[str, bool]]:
-    """(HNSW config, optimizer config, payload field -> HNSW links) as the engine or the server request has them."""
+def collection_settings(index: VectorIndex) -> tuple[dict, dict, dict[str, bool], set[str]]:
+    """(HNSW config, optimizer config, payload field -> HNSW links, payload fields mapped from disk ("cold")) as
+    the engine or the server request has them."""
     if isinstance(index, EdgeIndex):
         import qdrant_edge as qe
 
         config = json.loads((index.directory / "edge_config.json").read_text())
         shard = qe.EdgeShard.load(str(index.directory))
         try:
-            links = {name: bool(info.params.enable_hnsw) for name, info in shard.info().payload_schema.items()}
+            schema = shard.info().payload_schema
         finally:
             shard.close()
-        return config["hnsw_config"], config["optimizers"], links
+        links = {name: bool(info.params.enable_hnsw) for name, info in schema.items()}
+        cold = {name for name, info in schema.items() if info.params.memory == qe.Memory.Cold}
+        return config["hnsw_config"], config["optimizers"], links, cold
     [(_, create)] = index.client.requests["create_collection"]
     hnsw = create["hnsw_config"].model_dump()
     for _, update in index.client.requests.get("update_collection", []):  # bulk loads switch HNSW off and on
         hnsw |= update["hnsw_config"].model_dump(exclude_none=True)
-    links = {args[1]: kw["field_schema"].enable_hnsw for args, kw in index.client.requests["create_payload_index"]}
-    return hnsw, create["optimizers_config"].model_dump(), links
+    requests = index.client.requests["create_payload_index"]
+    links = {args[1]: kw["field_schema"].enable_hnsw for args, kw in requests}
+    cold = {args[1] for args, kw in requests if kw["field_schema"].memory == "cold"}
+    return hnsw, create["optimizers_config"].model_dump(), links, cold
 
 
 def test_both_backends_get_the_same_collection_settings(make_index: Factory) -> None:
@@ -258,9 +264,10 @@ def test_both_backends_get_the_same_collection_settings(make_index: Factory) -> 
         index.client = RecordingClient(index.client)
     with index.bulk():
         index.upsert(LIBRARY)
-    hnsw, optimizers, links = collection_settings(index)
+    hnsw, optimizers, links, cold = collection_settings(index)
     assert (hnsw["m"], hnsw["ef_construct"], hnsw["full_scan_threshold"]) == (12, 48, 500)
-    assert optimizers["default_segment_number"] == 3
+    assert (optimizers["default_segment_number"], optimizers["indexing_threshold"]) == (3, 10_000)
+    assert cold == set(PAYLOAD_INDEXES) - {"folders"}  # mapped, not read into RAM at every open
     assert links.pop("folders") is True and not any(links.values())  # payload links only where they pay off
     with index.session():  # the query-time settings (ef, ACORN) change nothing a small index answers
         check_queries(index)
@@ -278,6 +285,39 @@ def test_bulk_load_times_and_index_health(make_index: Factory) -> None:
     assert (health.points, health.optimizer) == (30, "idle") and health.segments >= 1
     if isinstance(index, EdgeIndex):  # local mode indexes nothing (it scans), a real engine does
         assert health.indexed_vectors >= 30  # at least every caption's BM25 vector is in the inverted index
+        assert health.unoptimized == 30 and not times.optimized  # far below the indexing threshold: no pass
+    else:
+        assert health.unoptimized is None  # the server optimizes by itself
+
+
+def test_edge_optimizer_pass_waits_for_enough_new_points(tmp_path: Path) -> None:
+    """A bulk load runs the optimizer pass only once the points written since the last pass fill the indexing
+    threshold (below it the engine builds no graph anyway); until then the new points are found by exact scan."""
+    settings = IndexSettings(indexing_threshold_kb=1)  # 32 points of 8 floats
+    index = EdgeIndex(tmp_path / "t", settings, MODEL, DIM)
+    batch = [point(f"p{i}", axis(i % DIM, 0.05 * i), f"caption {i}") for i in range(40)]
+    with index.bulk() as times:
+        index.upsert(batch[:20])
+    assert not times.optimized and index.health().unoptimized == 20
+    assert names(index.search(batch[19].vector, 1)) == ["p19"]  # searchable at once
+    indexed = index.health().indexed_vectors
+    with index.bulk() as times:
+        index.upsert(batch[:5])  # a re-run rewrites the same points: they count again (they move segments)
+        index.set_payload({batch[0].id: {"cluster": 3}})
+        index.delete([batch[1].id])
+    assert not times.optimized and index.health().unoptimized == 27
+    with index.session(), index.bulk() as times:  # writes the session has not closed yet count too
+        index.upsert(batch[20:])
+    health = index.health()
+    assert times.optimized and health.unoptimized == 0 and health.indexed_vectors > indexed and health.points == 39
+    assert json.loads((tmp_path / ".t.optimizer.json").read_text())["last_optimize_s"] >= 0
+    with index.bulk() as times:  # nothing written: nothing to optimize
+        pass
+    assert not times.optimized and index.health().unoptimized == 0
+    (tmp_path / ".t.optimizer.json").write_text(json.dumps({"last_optimize_s": 1.0}))  # kept before the count was
+    with index.bulk() as times:
+        index.upsert(batch[:1])
+    assert times.optimized and index.health().unoptimized == 0  # unknown: optimized, and counted from then on
 
 
 def test_edge_health_never_waits_for_a_writer(tmp_path: Path) -> None:
@@ -287,7 +327,7 @@ def test_edge_health_never_waits_for_a_writer(tmp_path: Path) -> None:
     index = EdgeIndex(tmp_path / "t", IndexSettings(), MODEL, DIM)
     with index.bulk():
         index.upsert(LIBRARY)
-    assert json.loads((tmp_path / ".t.optimizer.json").read_text())["last_optimize_s"] >= 0
+    assert json.loads((tmp_path / ".t.optimizer.json").read_text()) == {"unoptimized_points": len(LIBRARY)}
     with (tmp_path / ".t.lock").open("a") as other_process:  # another open file description: another holder
         fcntl.flock(other_process, fcntl.LOCK_EX)
         assert index.health().optimizer == "busy: another process is writing" and index.health().points is None

@@ -103,6 +103,7 @@ class Admin:
             "index_indexed_vectors": health.indexed_vectors,
             "index_segments": health.segments,
             "index_optimizer": health.optimizer,
+            "index_unoptimized": health.unoptimized,  # points written since the last optimizer pass (embedded)
             "captions": describe_captions(captions_choice(self.catalog, collection), self.caption_model),
             "failures": [{"path": p, "reason": r} for p, r in self.catalog.failures(collection)],
         }

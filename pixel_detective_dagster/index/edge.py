@@ -3,8 +3,9 @@
 A shard is opened exclusively (its WAL is locked), so each operation takes a per-collection
 ``fcntl`` lock and opens the shard; ``session()`` keeps it open across several operations.
 Writes land in an appendable segment and are searchable at once (exactly scanned); the optimizer
-pass that ``bulk()`` runs at the end builds the HNSW graph. That pass holds the shard, so queries
-from other processes wait for it (``health()`` reports it without waiting).
+pass that ``bulk()`` runs at the end builds the HNSW graph once enough points were written since the
+last pass (a count kept next to the shard). That pass holds the shard, so queries from other
+processes wait for it (``health()`` reports it without waiting).
 Closing a shard that was written bumps the collection's generation file, so a long-lived reader
 (the search service, see ``index.live``) knows when to take a fresh copy (``copy_to``).
 
@@ -53,7 +54,7 @@ SHARD_PREALLOCATION = 2 * 32 * MIB  # what qdrant-edge allocates for a new shard
 WRITE_HEADROOM = 32 * MIB  # room for a segment file the engine may add while applying a write
 _OPEN_SHARDS: dict[str, Any] = {}  # shards this process holds open, by directory
 _THREAD_LOCKS: defaultdict[str, threading.RLock] = defaultdict(threading.RLock)
-_WRITTEN: set[str] = set()  # open shards written since they were opened
+_WRITTEN: dict[str, int] = {}  # open shards written since they were opened -> points written
 
 
 def _dialect() -> FilterDialect:
@@ -68,14 +69,15 @@ def _dialect() -> FilterDialect:
     )
 
 
-def _payload_schema(kind: str, graph: bool) -> Any:
+def _payload_schema(kind: str, graph: bool, in_ram: bool) -> Any:
+    memory = None if in_ram else qe.Memory.Cold
     if kind == "text":
-        return qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True, enable_hnsw=graph)
+        return qe.TextIndexParams(tokenizer=qe.TokenizerType.Word, lowercase=True, enable_hnsw=graph, memory=memory)
     return {
         "keyword": qe.KeywordIndexParams,
         "integer": qe.IntegerIndexParams,
         "datetime": qe.DatetimeIndexParams,
-    }[kind](enable_hnsw=graph)
+    }[kind](enable_hnsw=graph, memory=memory)
 
 
 def _search_params(settings: IndexSettings, filtered: bool) -> Any:
@@ -174,11 +176,22 @@ class EdgeIndex(QdrantIndex):
                     shard.flush()
                     shard.close()
                     if key in _WRITTEN:
-                        _WRITTEN.discard(key)
+                        self._count_unoptimized(_WRITTEN.pop(key))
                         self._bump_generation()
 
-    def _written(self) -> None:
-        _WRITTEN.add(str(self.directory.resolve()))
+    def _written(self, points: int = 0) -> None:
+        """Note a write to the open shard of ``points`` points (each lands in the appendable segment)."""
+        key = str(self.directory.resolve())
+        _WRITTEN[key] = _WRITTEN.get(key, 0) + points
+
+    def _count_unoptimized(self, points: int) -> None:
+        """Add ``points`` to the points written since the last optimizer pass (under the collection lock).
+
+        A count that was never kept (an index older than it) stays unknown, so the next bulk load optimizes."""
+        state = self._optimizer_state()
+        if points and "unoptimized_points" in state:
+            state["unoptimized_points"] += points
+            self._sidecar("optimizer.json").write_text(json.dumps(state))
 
     def _bump_generation(self) -> None:
         tmp = self._sidecar("generation.tmp")
@@ -238,13 +251,18 @@ class EdgeIndex(QdrantIndex):
                 full_scan_threshold=s.full_scan_kb,
                 max_indexing_threads=s.indexing_threads,
             ),
-            optimizers=qe.EdgeOptimizersConfig(default_segment_number=s.segments) if s.segments else None,
+            optimizers=qe.EdgeOptimizersConfig(
+                default_segment_number=s.segments or None, indexing_threshold=s.indexing_threshold_kb
+            ),
         )
         shard = qe.EdgeShard.create(str(self.directory), config)
         self._written()
+        self._sidecar("optimizer.json").write_text(json.dumps({"unoptimized_points": 0}))
         for name, kind in PAYLOAD_INDEXES.items():
             shard.update(
-                qe.UpdateOperation.create_field_index(name, _payload_schema(kind, name in s.filter_graph_fields))
+                qe.UpdateOperation.create_field_index(
+                    name, _payload_schema(kind, name in s.filter_graph_fields, name in s.payload_in_ram)
+                )
             )
         return shard
 
@@ -259,7 +277,7 @@ class EdgeIndex(QdrantIndex):
         with self._shard(create=True) as shard:
             self._require_space(len(points))
             name = self.vector
-            self._written()
+            self._written(len(points))
             if name not in self.vector_names():
                 shard.update(qe.UpdateOperation.create_dense_vector(name, self.dim, qe.Distance.Cosine))
             shard.update(
@@ -287,7 +305,7 @@ class EdgeIndex(QdrantIndex):
         with self._shard() as shard:
             if shard is not None and ids:
                 self._require_space(0)
-                self._written()
+                self._written(len(ids))
                 shard.update(qe.UpdateOperation.delete_points(list(ids)))
 
     def set_payload(self, updates: dict[str, dict[str, Any]]) -> None:
@@ -295,35 +313,61 @@ class EdgeIndex(QdrantIndex):
             if shard is not None and updates:
                 self._require_space(0)
             for pid, payload in updates.items() if shard is not None else ():
-                self._written()
+                self._written(1)  # the engine moves a point it changes into the appendable segment
                 shard.update(qe.UpdateOperation.set_payload([pid], payload))
 
     def _set_caption_vectors(self, captions: dict[str, str]) -> None:
         with self._shard() as shard:
             if shard is not None and captions:
                 vectors = [qe.PointVectors(pid, {CAPTION_VECTOR: caption_document(c)}) for pid, c in captions.items()]
+                self._written(len(vectors))
                 shard.update(qe.UpdateOperation.update_vectors(vectors))
 
     @contextmanager
     def bulk(self) -> Iterator[LoadTimes]:
-        """A bulk load: no optimization while writing, then one optimizer pass (builds HNSW) at the end."""
+        """A bulk load: no optimization while writing, then one optimizer pass (builds HNSW) at the end, if due.
+
+        The pass is due once the points written since the last one reach the indexing threshold: fewer sit in
+        the appendable segment, which the engine would not index anyway and queries scan exactly, so skipping
+        the pass spares only the opening of the shard for it (seconds at 1M points)."""
         times = LoadTimes()
         start = time.perf_counter()
         yield times
         times.load_s = time.perf_counter() - start
+        times.optimized = self._pass_due()
+        if not times.optimized:
+            return
         with self._shard() as shard:
             if shard is not None:
                 start = time.perf_counter()
-                self._sidecar("optimizer.json").write_text(
-                    json.dumps({"optimizing_since": datetime.now(UTC).isoformat(timespec="seconds")})
-                )
+                state = {"unoptimized_points": self._unoptimized()}
+                state["optimizing_since"] = datetime.now(UTC).isoformat(timespec="seconds")
+                self._sidecar("optimizer.json").write_text(json.dumps(state))
                 self._written()
                 shard.optimize()
+                _WRITTEN[str(self.directory.resolve())] = 0  # this pass covered every point written so far
                 times.optimize_s = time.perf_counter() - start
-                self._sidecar("optimizer.json").write_text(json.dumps({"last_optimize_s": round(times.optimize_s, 2)}))
+                state = {"last_optimize_s": round(times.optimize_s, 2), "unoptimized_points": 0}
+                self._sidecar("optimizer.json").write_text(json.dumps(state))
+
+    def _unoptimized(self) -> int | None:
+        """Points written since the last optimizer pass, this process's unclosed writes included (``None``:
+        unknown)."""
+        count = self._optimizer_state().get("unoptimized_points")
+        return None if count is None else count + _WRITTEN.get(str(self.directory.resolve()), 0)
+
+    def _pass_due(self) -> bool:
+        """Whether the points written since the last pass (or an interrupted pass) call for the optimizer."""
+        if not self.exists():
+            return False
+        count = self._unoptimized()
+        if count is None or "optimizing_since" in self._optimizer_state() or not self.dim:
+            return True
+        return count * 4 * self.dim >= self.settings.indexing_threshold_kb * 1024
 
     def _optimizer_state(self) -> dict[str, Any]:
-        """What the last optimizer pass wrote next to the shard ({} if none, or caught mid-write)."""
+        """The optimizer state kept next to the shard: points written since the last pass, and the pass running
+        or the last one's seconds ({} if none, or caught mid-write)."""
         try:
             return json.loads(self._sidecar("optimizer.json").read_text())
         except (FileNotFoundError, ValueError):
@@ -339,11 +383,12 @@ class EdgeIndex(QdrantIndex):
                 info = shard.info()
                 interrupted = "optimizing_since" in state  # written before a pass, replaced after it
                 optimizer = "interrupted pass: the next ingest or rebuild optimizes" if interrupted else "idle"
-                return IndexHealth(info.points_count, info.indexed_vectors_count, info.segments_count, optimizer)
+                counts = (info.points_count, info.indexed_vectors_count, info.segments_count)
+                return IndexHealth(*counts, optimizer, state.get("unoptimized_points"))
         except BlockingIOError:
             since = state.get("optimizing_since")
             busy = f"optimizing since {since}" if since else "busy: another process is writing"
-            return IndexHealth(None, None, None, busy)
+            return IndexHealth(None, None, None, busy, state.get("unoptimized_points"))
 
     def drop(self) -> None:
         key = str(self.directory.resolve())

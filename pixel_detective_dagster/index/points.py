@@ -98,9 +98,19 @@ class IndexSettings:
     full_scan_kb: int = 10_000  # segments (and filter matches) smaller than this are scanned exactly
     indexing_threads: int = 0  # threads building HNSW; 0 = one per core
     segments: int = 0  # segments the optimizer aims for; 0 = the engine's choice (one per core)
+    # vectors (KB) a plain segment holds before the optimizer builds its HNSW graph (the engine's default, made
+    # explicit): about 5,000 CLIP points of 512 floats. Fewer are scanned exactly, so the embedded backend skips
+    # the optimizer pass (and opening the shard for it) until this many points were written since the last one
+    indexing_threshold_kb: int = 10_000
     # payload fields whose values get their own HNSW links (``enable_hnsw``), so a filter on them still walks
     # a connected graph; links for every field cost most of the optimizer pass at 100k (benchmarks/README.md)
     filter_graph_fields: frozenset[str] = frozenset({"folders"})
+    # payload indexes held in RAM; the others are memory-mapped (cold), so opening a shard does not read them into
+    # memory. At 1M points (benchmarks/README.md, 2026-12-01 07:04): every index in RAM made each open 9-11 s;
+    # only `folders` in RAM, 1.7 s, and "+1,000 points searchable" 4.1 s; `taken_at` in RAM too adds 0.7 s per
+    # open (10.5 s in a busier run) for a filtered p50 / p99 of 4.5 / 9.8 ms instead of 7.8 / 16.8. A mapped
+    # `folders` index let the folder + date filter's p99 reach 80-105 ms
+    payload_in_ram: frozenset[str] = frozenset({"folders"})
 
     def beam(self, filtered: bool) -> int:
         """The HNSW ``ef`` of one query: wider when a filter thins the graph it walks."""
@@ -109,10 +119,11 @@ class IndexSettings:
 
 @dataclass
 class LoadTimes:
-    """Wall seconds of one bulk load: the writes, then the closing optimizer pass (HNSW build)."""
+    """Wall seconds of one bulk load: the writes, then the closing optimizer pass (HNSW build), if one was due."""
 
     load_s: float = 0.0
     optimize_s: float = 0.0
+    optimized: bool = True  # False: too few points were written since the last pass to build HNSW for them
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,8 @@ class IndexHealth:
     indexed_vectors: int | None  # dense + sparse vectors in an index (HNSW / inverted); plain segments add none
     segments: int | None
     optimizer: str  # "idle", "optimizing since ...", or the server's optimizer status
+    # points written since the last optimizer pass (embedded backend; ``None``: unknown, or the server's own optimizer)
+    unoptimized: int | None = None
 
 
 @dataclass

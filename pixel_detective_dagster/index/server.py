@@ -41,17 +41,16 @@ def _dialect() -> FilterDialect:
     )
 
 
-def _payload_schema(kind: str, graph: bool) -> Any:
+def _payload_schema(kind: str, graph: bool, in_ram: bool) -> Any:
     from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
 
+    common = {"enable_hnsw": graph, "memory": None if in_ram else m.Memory.COLD}
     if kind == "text":
-        return m.TextIndexParams(
-            type=m.TextIndexType.TEXT, tokenizer=m.TokenizerType.WORD, lowercase=True, enable_hnsw=graph
-        )
+        return m.TextIndexParams(type=m.TextIndexType.TEXT, tokenizer=m.TokenizerType.WORD, lowercase=True, **common)
     return {
-        "keyword": lambda: m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD, enable_hnsw=graph),
-        "integer": lambda: m.IntegerIndexParams(type=m.IntegerIndexType.INTEGER, enable_hnsw=graph),
-        "datetime": lambda: m.DatetimeIndexParams(type=m.DatetimeIndexType.DATETIME, enable_hnsw=graph),
+        "keyword": lambda: m.KeywordIndexParams(type=m.KeywordIndexType.KEYWORD, **common),
+        "integer": lambda: m.IntegerIndexParams(type=m.IntegerIndexType.INTEGER, **common),
+        "datetime": lambda: m.DatetimeIndexParams(type=m.DatetimeIndexType.DATETIME, **common),
     }[kind]()
 
 
@@ -143,11 +142,16 @@ class ServerIndex(QdrantIndex):
                 full_scan_threshold=s.full_scan_kb,
                 max_indexing_threads=s.indexing_threads,
             ),
-            optimizers_config=m.OptimizersConfigDiff(default_segment_number=s.segments) if s.segments else None,
+            optimizers_config=m.OptimizersConfigDiff(
+                default_segment_number=s.segments or None, indexing_threshold=s.indexing_threshold_kb
+            ),
         )
         for name, kind in PAYLOAD_INDEXES.items():
             self.client.create_payload_index(
-                self.name, name, field_schema=_payload_schema(kind, name in s.filter_graph_fields), wait=True
+                self.name,
+                name,
+                field_schema=_payload_schema(kind, name in s.filter_graph_fields, name in s.payload_in_ram),
+                wait=True,
             )
 
     # -- writing -----------------------------------------------------------------------------

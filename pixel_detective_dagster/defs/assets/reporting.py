@@ -155,8 +155,13 @@ def per_collection(collection: str, metadata: dict[str, object]) -> dict[str, ob
 
 
 def load_metadata(times: LoadTimes) -> dict[str, object]:
-    """How long an index load took: writing the points, then the optimizer pass that makes them fast to search."""
-    return {"index_load_seconds": round(times.load_s, 2), "index_optimize_seconds": round(times.optimize_s, 2)}
+    """How long an index load took: writing the points, then the optimizer pass that makes them fast to search
+    (``index_optimized`` false: too few new points for one; they are scanned exactly until then)."""
+    return {
+        "index_load_seconds": round(times.load_s, 2),
+        "index_optimize_seconds": round(times.optimize_s, 2),
+        "index_optimized": times.optimized,
+    }
 
 
 def search_page_links(collections: Iterable[str]) -> dict[str, MetadataValue]:
