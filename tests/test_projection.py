@@ -31,12 +31,12 @@ from pixel_detective_dagster.projection import (
 from pixel_detective_dagster.projection.incremental import SavedModel
 from pixel_detective_dagster.projection.labels import label_map
 from pixel_detective_dagster.projection.linear import CovariancePCA
-from pixel_detective_dagster.projection.on_torch import place_on
+from pixel_detective_dagster.projection.on_torch import run_on
 from pixel_detective_dagster.projection.quality import trustworthiness
 from pixel_detective_dagster.projection.synthetic import clustered_vectors
 from pixel_detective_dagster.projection.torch_engine import TorchEngine
 from pixel_detective_dagster.projection.torch_umap import TorchUMAP
-from pixel_detective_dagster.projection.umap_steps import fuzzy_union, memberships
+from pixel_detective_dagster.projection.umap_steps import fuzzy_union, memberships, place
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME, DataLayout
 
 SETTINGS = ProjectionSettings(seed=0)
@@ -116,7 +116,7 @@ def test_numpy_and_torch_place_new_points_alike(data: tuple[np.ndarray, np.ndarr
     fitted = model.fit_transform(vectors[:300])
     arrays = (vectors[300:].astype(np.float32), model.data, model.embedding)
     by_numpy = model.transform(vectors[300:])
-    by_torch = place_on("cpu", arrays, model.n_neighbors, 33, model.curve, 4)
+    by_torch = run_on("cpu", place, *arrays, model.n_neighbors, 33, model.curve, seed=4)
     span = np.ptp(fitted, axis=0).max()
     for placed in (by_numpy, by_torch):
         nearest = np.linalg.norm(placed[:, None] - fitted[None], axis=2).argmin(axis=1)

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 
-from pixel_detective_dagster.projection.umap_steps import Draw, fit, place
+from pixel_detective_dagster.projection.umap_steps import Draw
 
 
 def torch_draw(device: str, seed: int | None) -> Draw:
@@ -14,29 +17,8 @@ def torch_draw(device: str, seed: int | None) -> Draw:
     return lambda high, count: torch.randint(high, (count,), generator=generator, device=device)
 
 
-def fit_on(
-    device: str,
-    points: np.ndarray,
-    k: int,
-    epochs: int,
-    curve: tuple[float, float],
-    seed: int | None,
-    start: np.ndarray | None,
-) -> np.ndarray:
-    """``umap_steps.fit`` of ``points`` (from ``start`` if given) on ``device``."""
-    x = torch.as_tensor(points, device=device)
-    begin = None if start is None else torch.as_tensor(start, device=device)
-    return fit(x, k, epochs, curve, torch_draw(device, seed), begin).cpu().numpy()
-
-
-def place_on(
-    device: str,
-    arrays: tuple[np.ndarray, np.ndarray, np.ndarray],
-    k: int,
-    epochs: int,
-    curve: tuple[float, float],
-    seed: int | None,
-) -> np.ndarray:
-    """``umap_steps.place`` of (queries, fitted points, their coordinates) on ``device``."""
-    queries, fitted, reference = (torch.as_tensor(a, device=device) for a in arrays)
-    return place(queries, fitted, reference, k, epochs, curve, torch_draw(device, seed)).cpu().numpy()
+def run_on(device: str, step: Callable[..., Any], *args: Any, seed: int | None) -> np.ndarray:
+    """``step`` (``umap_steps.fit`` or ``place``) on ``device``: its numpy arguments become tensors there,
+    its random draws come from a torch generator seeded with ``seed``, and its result comes back as numpy."""
+    tensors = [torch.as_tensor(a, device=device) if isinstance(a, np.ndarray) else a for a in args]
+    return step(*tensors, draw=torch_draw(device, seed)).cpu().numpy()

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -107,14 +108,7 @@ class TorchUMAP:
         start = None
         if self.init == "random":
             start = np.random.default_rng(self._seed(0)).random((n, 2), dtype=np.float32) * 10
-        engine = self._engine(n)
-        with cpu_threads("cpu" if engine == "numpy" else engine):
-            if engine == "numpy":
-                coords = fit(points, k, epochs, self._curve(), numpy_draw(self._seed(0)), start)
-            else:
-                from pixel_detective_dagster.projection.on_torch import fit_on  # lazy: torch, for large sets or a GPU
-
-                coords = fit_on(engine, points, k, epochs, self._curve(), self._seed(0), start)
+        coords = self._run(self._engine(n), fit, points, k, epochs, self._curve(), start, salt=0)
         self.data, self.embedding = points, coords
         return coords
 
@@ -124,13 +118,17 @@ class TorchUMAP:
             raise ValueError("TorchUMAP.transform needs a fitted model")
         queries = np.ascontiguousarray(x, np.float32)
         epochs = max(1, (self.n_epochs or 100) // 3)
-        if len(queries) < TORCH_FROM:  # numpy even beside a GPU: starting one costs more than so few points
-            with cpu_threads("cpu"):
-                draw = numpy_draw(self._seed(1))
-                return place(queries, self.data, self.embedding, self.n_neighbors, epochs, self._curve(), draw)
-        from pixel_detective_dagster.projection.on_torch import place_on  # lazy: torch, for large batches only
+        # numpy even beside a GPU for a small batch: starting one costs more than placing so few points
+        engine = "numpy" if len(queries) < TORCH_FROM else self._engine(len(queries))
+        arrays = (queries, self.data, self.embedding)
+        return self._run(engine, place, *arrays, self.n_neighbors, epochs, self._curve(), salt=1)
 
-        device = self.device or default_device()
-        with cpu_threads(device):
-            arrays = (queries, self.data, self.embedding)
-            return place_on(device, arrays, self.n_neighbors, epochs, self._curve(), self._seed(1))
+    def _run(self, engine: str, step: Callable[..., Any], *args: Any, salt: int) -> np.ndarray:
+        """``step`` (``umap_steps.fit`` or ``place``) in numpy, or in torch on the device ``engine`` names."""
+        if engine == "numpy":
+            with cpu_threads("cpu"):
+                return step(*args, draw=numpy_draw(self._seed(salt)))
+        from pixel_detective_dagster.projection.on_torch import run_on  # lazy: torch, for large sets or a GPU
+
+        with cpu_threads(engine):  # entered once torch is loaded, so that it limits torch's threads too
+            return run_on(engine, step, *args, seed=self._seed(salt))

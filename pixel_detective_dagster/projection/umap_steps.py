@@ -199,7 +199,7 @@ class Layout:
 
 
 def fit(
-    points: Array, k: int, epochs: int, curve: tuple[float, float], draw: Draw, start: Array | None = None
+    points: Array, k: int, epochs: int, curve: tuple[float, float], start: Array | None = None, *, draw: Draw
 ) -> Array:
     """2-D coordinates of ``points`` from their ``k``-NN graph, starting on the principal axes unless given ``start``."""
     indices, distances = nearest(points, points, k, skip_self=True)
@@ -209,7 +209,7 @@ def fit(
 
 
 def place(
-    queries: Array, fitted: Array, reference: Array, k: int, epochs: int, curve: tuple[float, float], draw: Draw
+    queries: Array, fitted: Array, reference: Array, k: int, epochs: int, curve: tuple[float, float], *, draw: Draw
 ) -> Array:
     """Coordinates for ``queries`` among the ``fitted`` points (whose coordinates ``reference`` stay fixed),
     as umap-learn's ``transform``: a start weighted by the queries' neighbours, then SGD toward them."""
