@@ -30,8 +30,9 @@ import torch
 from benchmarks.harness import Figure, run_module, seconds
 from pixel_detective_dagster.media.imaging import content_hash, make_thumbnail, make_views, save_image_atomic
 from pixel_detective_dagster.media.thumbnails import ThumbnailSettings
-from pixel_detective_dagster.models.captioner import CAPTION_MODEL_ENV, Generation, load_captioner
-from pixel_detective_dagster.models.clip import CLIP_MODEL_ENV, CLIP_PRETRAINED_ENV, ClipEncoder, load_clip
+from pixel_detective_dagster.models.captioner import load_captioner
+from pixel_detective_dagster.models.choices import CAPTION_MODEL_ENV, CLIP_MODEL_ENV, CLIP_PRETRAINED_ENV, Generation
+from pixel_detective_dagster.models.clip import ClipEncoder, load_clip
 from pixel_detective_dagster.models.inference import run_over_contents
 from pixel_detective_dagster.models.tiny import make_random_blip_base, make_random_clip, make_tiny_models
 from pixel_detective_dagster.samples.images import generate_folder

@@ -25,7 +25,8 @@ from pixel_detective_dagster.defs.assets.models import model_versioned_assets
 from pixel_detective_dagster.defs.resources import resources_from_env
 from pixel_detective_dagster.media.imaging import content_hash, decode_rgb
 from pixel_detective_dagster.models.batching import AdaptiveBatcher, batch_size_for, probe_batch_size
-from pixel_detective_dagster.models.captioner import Generation, load_captioner
+from pixel_detective_dagster.models.captioner import load_captioner
+from pixel_detective_dagster.models.choices import Generation
 from pixel_detective_dagster.models.clip import ClipEncoder, load_clip
 from pixel_detective_dagster.models.inference import prefetched, run_over_contents
 from pixel_detective_dagster.models.registry import ModelLoadError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pixel_detective_dagster.models.choices import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from pixel_detective_dagster.models.registry import ModelLoadError
 from pixel_detective_dagster.storage.settings import Settings
 
@@ -99,8 +100,6 @@ def _open_clip_weights(arch: str, pretrained: str | None) -> str:
     if pretrained and Path(pretrained).expanduser().is_file():
         return f"{pretrained}: a local file, nothing to fetch"
     import open_clip  # lazy: seconds to import; only fetching an open_clip tag needs it
-
-    from pixel_detective_dagster.models.clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED  # lazy: imports torch
 
     tag = pretrained or (DEFAULT_CLIP_PRETRAINED if arch == DEFAULT_CLIP_MODEL else None)
     if not tag:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +13,7 @@ from PIL import Image
 
 from pixel_detective_dagster.catalog.store import BatchFile, Catalog, FileResult
 from pixel_detective_dagster.media.imaging import DEFAULT_MAX_PIXELS, ImageError, content_hash, probe, read_bytes
+from pixel_detective_dagster.storage.cores import usable_cores
 from pixel_detective_dagster.storage.names import os_name
 
 MANIFEST_COLUMNS = [
@@ -34,14 +34,6 @@ MANIFEST_COLUMNS = [
     "status",
     "reason",
 ]
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset), not all the machine's."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def default_workers() -> int:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from pixel_detective_dagster.media.imaging import ImageError, make_views, save_image_atomic
-from pixel_detective_dagster.media.manifests import default_workers, load_verified, ok_contents, usable_cores
+from pixel_detective_dagster.media.manifests import default_workers, load_verified, ok_contents
+from pixel_detective_dagster.storage.cores import usable_cores
 from pixel_detective_dagster.storage.layout import DataLayout
 from pixel_detective_dagster.storage.space import require_space
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
-
-from pixel_detective_dagster.models.device import free_memory_bytes, release_memory
+if TYPE_CHECKING:
+    import torch
 
 R = TypeVar("R")
 
@@ -25,6 +25,10 @@ def batch_size_for(free_bytes: int, bytes_per_image: float, ceiling: int, headro
 
 def probe_batch_size(run: Callable[[torch.Tensor], object], image_size: int, device: torch.device, ceiling: int) -> int:
     """On CUDA, measure the peak memory of a small batch and size batches to the free memory; else ``ceiling``."""
+    import torch  # lazy: torch-free image towers batch with this module too
+
+    from pixel_detective_dagster.models.device import free_memory_bytes, release_memory
+
     free = free_memory_bytes(device)
     if free is None:
         return ceiling
@@ -45,7 +49,7 @@ class AdaptiveBatcher:
     """
 
     ceiling: int
-    device: torch.device
+    device: Any  # a torch device, or "cpu" for a torch-free model
     limit: int = 0
     grow_after: int = 8
     oom_retries: int = 0
@@ -54,15 +58,16 @@ class AdaptiveBatcher:
     def __post_init__(self) -> None:
         self.limit = self.limit or self.ceiling
 
-    def run(self, model: Callable[[torch.Tensor], Sequence[R]], batch: torch.Tensor) -> list[R]:
+    def run(self, model: Callable[[Any], Sequence[R]], batch: Any) -> list[R]:
+        """``model`` over ``batch`` (a torch tensor or numpy array) in chunks of at most ``limit`` rows."""
         results: list[R] = []
         start = 0
         while start < len(batch):
             size = min(self.limit, len(batch) - start)
             try:
                 outputs = model(batch[start : start + size])
-            except torch.OutOfMemoryError:
-                if size == 1:
+            except Exception as exc:
+                if size == 1 or not out_of_memory(exc):
                     raise
                 outputs = None
             if outputs is None:  # outside the except block, so the error's frames can be freed
@@ -79,10 +84,23 @@ class AdaptiveBatcher:
         self.limit = max(1, failed_size // 2)
         self.oom_retries += 1
         self._streak = 0
-        release_memory(self.device)
+        self.release()
+
+    def release(self) -> None:
+        """Return cached blocks to the device (after a run or an out-of-memory error; nothing to do on the CPU)."""
+        if str(self.device) != "cpu":
+            from pixel_detective_dagster.models.device import release_memory  # lazy: torch, loaded on any GPU
+
+            release_memory(self.device)
 
     def _grow(self) -> None:
         self._streak += 1
         if self._streak >= self.grow_after and self.limit < self.ceiling:
             self.limit = min(self.ceiling, self.limit * 2)
             self._streak = 0
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is torch's out-of-memory error (never, while torch is not loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(error, torch.OutOfMemoryError)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,36 +10,20 @@ import torch
 from PIL import Image
 
 from pixel_detective_dagster.media.imaging import decode_rgb
+from pixel_detective_dagster.models.accelerator import precision_label
 from pixel_detective_dagster.models.batching import AdaptiveBatcher, probe_batch_size
+from pixel_detective_dagster.models.choices import CAPTION_MODEL_ENV, DEFAULT_CAPTION_MODEL, Generation
 from pixel_detective_dagster.models.clip import SplitPreprocess
 from pixel_detective_dagster.models.device import (
     autocast_for,
-    precision_label,
     prepare_module,
     resolve_target,
     to_device,
 )
 from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
 
-CAPTION_MODEL_ENV = "PIXEL_DETECTIVE_CAPTION_MODEL"
-DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
 DEFAULT_BATCH = {"cpu": 8, "mps": 16, "cuda": 256}  # CUDA: a ceiling the free-memory probe sizes down
 _HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-@dataclass(frozen=True)
-class Generation:
-    """Decoding settings; part of the caption identity because they change the text."""
-
-    max_new_tokens: int = 30
-    num_beams: int = 1
-    prompt: str | None = None
-
-    @property
-    def tag(self) -> str:
-        mode = "greedy" if self.num_beams <= 1 else f"beam{self.num_beams}"
-        prompt = f"-prompt{hashlib.sha256(self.prompt.encode()).hexdigest()[:8]}" if self.prompt else ""
-        return f"{mode}-max{self.max_new_tokens}{prompt}"
 
 
 @dataclass

@@ -11,24 +11,26 @@ import torch
 from PIL import Image
 
 from pixel_detective_dagster.media.imaging import decode_rgb
+from pixel_detective_dagster.models.accelerator import precision_label
 from pixel_detective_dagster.models.batching import AdaptiveBatcher, probe_batch_size
+from pixel_detective_dagster.models.choices import (
+    CLIP_BATCH,
+    CLIP_ENGINE_ENV,
+    CLIP_MODEL_ENV,
+    CLIP_PRETRAINED_ENV,
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_CLIP_PRETRAINED,
+)
 from pixel_detective_dagster.models.device import (
     autocast_for,
-    precision_label,
     prepare_module,
     resolve_target,
     to_device,
 )
+from pixel_detective_dagster.models.gpu_decode import GpuDecoder, clip_geometry, decoder_for
 from pixel_detective_dagster.models.onnx_engine import EngineError, EngineTower, export_dir, onnx_available
 from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
 from pixel_detective_dagster.storage.layout import DataLayout, resolve_home
-
-CLIP_MODEL_ENV = "PIXEL_DETECTIVE_CLIP_MODEL"
-CLIP_PRETRAINED_ENV = "PIXEL_DETECTIVE_CLIP_PRETRAINED"
-CLIP_ENGINE_ENV = "PIXEL_DETECTIVE_CLIP_ENGINE"
-DEFAULT_CLIP_MODEL = "ViT-B-32"
-DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
-DEFAULT_BATCH = {"cpu": 32, "mps": 64, "cuda": 1024}  # CUDA: a ceiling the free-memory probe sizes down
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,10 @@ class ClipEncoder:
     def encode_batch(self, pixels: torch.Tensor) -> list[np.ndarray]:
         """Embeddings for any number of images, in device-sized chunks that shrink on out-of-memory."""
         return self.batcher.run(self.encode_images, pixels)
+
+    def gpu_decoder(self) -> GpuDecoder | None:
+        """The batched JPEG decoder on the model's CUDA device when it is used there (``decoder_for``), else None."""
+        return decoder_for(self.device, clip_geometry(self.split.geometry, self.image_size) if self.split else None)
 
     @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
@@ -190,7 +196,7 @@ def _load(
         model.visual.compile()
     arch = local_dir.name if local_dir else name
     identity = f"open_clip:{arch}:{_weights_tag(local_dir, pretrained)}:{precision_label(precision)}"
-    ceiling = batch_size or DEFAULT_BATCH.get(device.type, 32)
+    ceiling = batch_size or CLIP_BATCH.get(device.type, 32)
     encoder = ClipEncoder(
         model,
         preprocess,

@@ -8,9 +8,8 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
-DEVICE_ENV = "PIXEL_DETECTIVE_DEVICE"
-PRECISION_SETTINGS = "PIXEL_DETECTIVE_CLIP_PRECISION / PIXEL_DETECTIVE_CAPTION_PRECISION"
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")
+from pixel_detective_dagster.models.accelerator import DEVICE_ENV, resolve_precision
+
 _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -29,27 +28,8 @@ def resolve_device(requested: str = "auto") -> torch.device:
     return device
 
 
-def resolve_precision(device: torch.device, requested: str = "auto") -> str:
-    """``auto``: fp16 autocast on CUDA, fp32 elsewhere. ``int8`` (dynamic quantization) is CPU-only."""
-    requested = (requested or "auto").lower()
-    if requested not in PRECISIONS:
-        raise ValueError(f"precision {requested!r}: choose one of {', '.join(PRECISIONS)} ({PRECISION_SETTINGS})")
-    if requested == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
-    if requested == "int8" and device.type != "cpu":
-        raise ValueError(f"precision int8 (dynamic quantization) runs on the CPU only: change {PRECISION_SETTINGS}")
-    if requested == "fp16" and device.type == "cpu":
-        raise ValueError(f"precision fp16 is not supported on the CPU; set {PRECISION_SETTINGS} to bf16, int8 or fp32")
-    return requested
-
-
 def resolve_target(device: str = "auto", precision: str = "auto") -> tuple[torch.device, str]:
-    return (torch_device := resolve_device(device)), resolve_precision(torch_device, precision)
-
-
-def precision_label(precision: str) -> str:
-    """How a precision appears in a model identity."""
-    return {"fp16": "fp16-autocast", "bf16": "bf16-autocast", "int8": "int8-dynamic"}.get(precision, precision)
+    return (torch_device := resolve_device(device)), resolve_precision(torch_device.type, precision)
 
 
 def autocast_for(device: torch.device, precision: str) -> AbstractContextManager[object]:

@@ -14,19 +14,24 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
-import torch
 from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    import torch
 
 GPU_DECODE_ENV = "PIXEL_DETECTIVE_GPU_DECODE"  # auto (default): on when the model runs on CUDA; off
 _EXIF_ORIENTATION = 0x0112
 _OFF = {"off", "0", "false", "no", "cpu"}
 
-Decoder = Callable[[list[torch.Tensor]], list[torch.Tensor]]
+Decoder = Callable[[list["torch.Tensor"]], list["torch.Tensor"]]
 
 
 def nvjpeg_available() -> bool:
     """Whether torchvision can decode JPEGs on a CUDA device here."""
+    import torch  # lazy: the definitions import this module; only a model on CUDA asks
+
     if not torch.cuda.is_available():
         return False
     try:
@@ -76,6 +81,8 @@ class Geometry:
 
 def resize(image: torch.Tensor, geometry: Geometry) -> torch.Tensor:
     """A uint8 (3, H, W) image to uint8 ``geometry`` on its own device (bicubic, antialiased, like Pillow)."""
+    import torch  # lazy: as in nvjpeg_available
+
     height, width = image.shape[-2:]
     if geometry.crop:
         side = min(geometry.size)
@@ -108,6 +115,8 @@ class GpuDecoder:
         return partial(decode_jpeg, mode=ImageReadMode.RGB, device=self.device)
 
     def __call__(self, blobs: Sequence[bytes]) -> list[torch.Tensor | None]:
+        import torch  # lazy: as in nvjpeg_available
+
         decode = self._decoder()
         encoded = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in blobs]
         try:

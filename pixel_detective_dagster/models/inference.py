@@ -1,4 +1,8 @@
-"""Run a model over image contents: decoding and preprocessing in worker threads overlap batched inference."""
+"""Run a model over image contents: decoding and preprocessing in worker threads overlap batched inference.
+
+Model inputs are arrays of one kind per model: torch tensors for a torch model, numpy arrays for a
+torch-free ONNX tower (this module imports no torch).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-import torch
+import numpy as np
 
 from pixel_detective_dagster.media.imaging import ImageError, read_bytes
 from pixel_detective_dagster.media.manifests import default_workers, load_verified
@@ -37,20 +41,20 @@ class InferenceOutcome(Generic[R]):
 
 def prefetched(
     items: Sequence[tuple[str, str]],
-    prepare: Callable[[str, str], torch.Tensor],
+    prepare: Callable[[str, str], Any],
     batch_size: int,
     workers: int,
     waited: list[float] | None = None,
-) -> Iterator[list[tuple[str, torch.Tensor | ImageError]]]:
-    """Yield batches of (hash, tensor or error) in the order decoding finishes, about two batches ahead.
+) -> Iterator[list[tuple[str, Any]]]:
+    """Yield batches of (hash, model input or ``ImageError``) in the order decoding finishes, about two batches ahead.
 
     A slow image (a huge PNG, a slow disk) never holds up the batch: whatever finished first goes to the
     device. Seconds spent waiting for decoders are added to ``waited[0]``.
     """
     ahead = max(2 * batch_size, workers)
     source = iter(items)
-    pending: dict[Future[torch.Tensor], str] = {}
-    ready: list[tuple[str, torch.Tensor | ImageError]] = []
+    pending: dict[Future[Any], str] = {}
+    ready: list[tuple[str, Any]] = []
     with ThreadPoolExecutor(workers) as pool:
 
         def top_up() -> None:
@@ -71,7 +75,7 @@ def prefetched(
             yield batch
 
 
-def _result(future: Future[torch.Tensor]) -> torch.Tensor | ImageError:
+def _result(future: Future[Any]) -> Any:
     try:
         return future.result()
     except ImageError as exc:
@@ -82,12 +86,12 @@ def run_over_contents(
     root: Path,
     items: Sequence[tuple[str, str]],
     cached: dict[str, R],
-    prepare: Callable[[bytes], torch.Tensor],
-    infer: Callable[[torch.Tensor], Sequence[R]],
+    prepare: Callable[[bytes], Any],
+    infer: Callable[[Any], Sequence[R]],
     batch_size: int,
     workers: int = 0,
     previews: dict[str, Path] | None = None,
-    gpu_decode: Callable[[Sequence[bytes]], list[torch.Tensor | None]] | None = None,
+    gpu_decode: Callable[[Sequence[bytes]], list[Any]] | None = None,
 ) -> InferenceOutcome[R]:
     """Apply ``infer`` to every (hash, relative path) not already in ``cached``.
 
@@ -105,10 +109,10 @@ def run_over_contents(
     todo = [(h, p) for h, p in items if h not in cached]
     start = time.perf_counter()
 
-    def decode(data: bytes) -> torch.Tensor | Encoded:
+    def decode(data: bytes) -> Any:
         return Encoded(data) if gpu_decode is not None and gpu_decodable(data) else prepare(data)
 
-    def load(content: str, relative: str) -> torch.Tensor | Encoded:
+    def load(content: str, relative: str) -> Any:
         preview = previews.get(content)
         if preview is not None:
             try:
@@ -123,7 +127,7 @@ def run_over_contents(
     for batch in prefetched(todo, load, batch_size, workers or default_workers(), waited):
         if gpu_decode is not None:
             batch = _decode_on_device(batch, gpu_decode, prepare)
-        good = [(h, t) for h, t in batch if isinstance(t, torch.Tensor)]
+        good = [(h, t) for h, t in batch if not isinstance(t, ImageError)]
         outcome.failures.update({h: str(e) for h, e in batch if isinstance(e, ImageError)})
         if good:
             values = infer(_stack([t for _, t in good]))
@@ -143,15 +147,15 @@ class Encoded:
 
 
 def _decode_on_device(
-    batch: list[tuple[str, torch.Tensor | ImageError | Encoded]],
-    gpu_decode: Callable[[Sequence[bytes]], list[torch.Tensor | None]],
-    prepare: Callable[[bytes], torch.Tensor],
-) -> list[tuple[str, torch.Tensor | ImageError]]:
+    batch: list[tuple[str, Any]],
+    gpu_decode: Callable[[Sequence[bytes]], list[Any]],
+    prepare: Callable[[bytes], Any],
+) -> list[tuple[str, Any]]:
     """The batch with its ``Encoded`` JPEGs decoded in one device call; each the device could not decode
     goes through ``prepare`` on the CPU (its result or its ``ImageError``, as without the device)."""
     encoded = [(i, item.data) for i, (_, item) in enumerate(batch) if isinstance(item, Encoded)]
     decoded = dict(zip([i for i, _ in encoded], gpu_decode([data for _, data in encoded]))) if encoded else {}
-    out: list[tuple[str, torch.Tensor | ImageError]] = []
+    out: list[tuple[str, Any]] = []
     for i, (content, item) in enumerate(batch):
         if isinstance(item, Encoded):
             pixels = decoded[i]
@@ -166,7 +170,12 @@ def _decode_on_device(
     return out
 
 
-def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """One batch tensor; CPU-decoded fallbacks join device-decoded images on their device."""
-    device = next((t.device for t in tensors if t.device.type != "cpu"), torch.device("cpu"))
-    return torch.stack([t.to(device) for t in tensors])
+def _stack(inputs: list[Any]) -> Any:
+    """One batch: numpy arrays stacked as they are; torch tensors on the device of any device-decoded image
+    (CPU-decoded fallbacks join them there)."""
+    if isinstance(inputs[0], np.ndarray):
+        return np.stack(inputs)
+    import torch  # lazy: a torch model's inputs; torch is loaded already
+
+    device = next((t.device for t in inputs if t.device.type != "cpu"), torch.device("cpu"))
+    return torch.stack([t.to(device) for t in inputs])

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixel_detective_dagster.media.manifests import usable_cores
+from pixel_detective_dagster.models.onnx_sessions import cpu_session, onnx_available
 from pixel_detective_dagster.storage.artifacts import atomic_path
 
 log = logging.getLogger(__name__)
@@ -31,14 +31,6 @@ _OPSET = 17
 
 class EngineError(RuntimeError):
     """The requested engine cannot run this model here (the message says why)."""
-
-
-def onnx_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401 - an availability probe
-    except ImportError:
-        return False
-    return True
 
 
 class _Tower(torch.nn.Module):
@@ -94,16 +86,6 @@ def _write(module: torch.nn.Module, example: torch.Tensor, tmp: str) -> None:
     )
 
 
-def _session(path: Path, threads: int) -> object:
-    import onnxruntime as ort  # lazy: only a tower on the ONNX engine needs it
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def _agreement(reference: torch.Tensor, candidate: torch.Tensor) -> float:
     ref = torch.nn.functional.normalize(reference.float(), dim=-1)
     got = torch.nn.functional.normalize(candidate.float(), dim=-1)
@@ -129,7 +111,7 @@ def onnx_tower(
     try:
         if not path.exists():
             _export(module, probe, path)
-        tower = OnnxTower(_session(path, threads or usable_cores()), "input")
+        tower = OnnxTower(cpu_session(path, threads), "input")
     except Exception as exc:  # exporter and runtime raise many types; any means: stay on torch
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise EngineError(f"ONNX export of the {name} tower failed: {reason}") from exc

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from pixel_detective_dagster.models.onnx_sessions import cpu_session
+
 FORMAT = 2  # 2: the text tower runs on the tokens through the end-of-text token where it can
 PROBES = ("a photo of a cat", "Two dogs playing in the PARK!", "café, 42 naïve émojis 🐱", "it's a <b>test</b> &amp;")
 # largest difference of a probe embedding component, ONNX (fp32) vs the loaded model: tight for an fp32 model,
@@ -33,8 +35,11 @@ MAX_ERROR_REDUCED = 2e-2
 _SPLIT = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
 
-def tower_dir(models_dir: Path, model: str, pretrained: str | None, device: str, precision: str) -> Path:
-    """Cache directory for these CLIP settings; changed weights files get a new one."""
+def tower_dir(
+    models_dir: Path, model: str, pretrained: str | None, device: str, precision: str, kind: str = "text"
+) -> Path:
+    """Cache directory of the ``kind`` tower (``text`` or ``image``) for these CLIP settings; changed weights
+    files get a new one."""
     stamp = [model, pretrained, device, precision, FORMAT]
     for name in (model, pretrained):
         path = Path(name).expanduser() if name else None
@@ -42,7 +47,7 @@ def tower_dir(models_dir: Path, model: str, pretrained: str | None, device: str,
             files = sorted(path.rglob("*")) if path.is_dir() else [path]
             stamp += [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
     key = hashlib.sha256(json.dumps(stamp, default=str).encode()).hexdigest()[:16]
-    return models_dir / "text_towers" / key
+    return models_dir / f"{kind}_towers" / key
 
 
 def through_end_of_text(tokens: Any) -> Any:
@@ -93,12 +98,9 @@ def load_text_tower(directory: Path) -> TextTower | None:
     meta = json.loads(meta_file.read_text())
     if not meta.get("usable"):
         return None
-    import onnxruntime  # lazy: only a cached tower needs them, not every app.search import
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # lazy: only a cached tower needs it, not every app.search import
 
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(str(directory / "text.onnx"), options, providers=["CPUExecutionProvider"])
+    session = cpu_session(directory / "text.onnx")
     return TextTower(
         meta["identity"],
         meta["random_weights"],

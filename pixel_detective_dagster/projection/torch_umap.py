@@ -10,7 +10,6 @@ starting a GPU costs more than so few points.
 
 from __future__ import annotations
 
-import ctypes
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,18 +19,10 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from pixel_detective_dagster.models.accelerator import cuda_driver_present
 from pixel_detective_dagster.projection.umap_steps import curve_parameters, fit, numpy_draw, place
 
 TORCH_FROM = 5_000
-CUDA_DRIVER = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
-
-
-def cuda_driver_present() -> bool:
-    try:
-        ctypes.CDLL(CUDA_DRIVER)
-    except OSError:
-        return False
-    return True
 
 
 def default_device() -> str:

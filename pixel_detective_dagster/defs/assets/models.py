@@ -10,11 +10,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
-import torch
 from dagster import AssetExecutionContext, AssetsDefinition, DataVersion, Failure, MaterializeResult, asset
 
 from pixel_detective_dagster.catalog.batch_inputs import BatchContext, batch_context
@@ -26,12 +25,13 @@ from pixel_detective_dagster.defs.assets.stages import stage
 from pixel_detective_dagster.defs.resources.models import CaptionModelResource, ClipModelResource
 from pixel_detective_dagster.defs.resources.storage import StorageResource
 from pixel_detective_dagster.models.batching import AdaptiveBatcher
-from pixel_detective_dagster.models.captioner import Captioner
-from pixel_detective_dagster.models.device import release_memory
-from pixel_detective_dagster.models.gpu_decode import GpuDecoder, caption_geometry, clip_geometry, decoder_for
+from pixel_detective_dagster.models.gpu_decode import GpuDecoder, caption_geometry, decoder_for
 from pixel_detective_dagster.models.inference import InferenceOutcome, run_over_contents
 from pixel_detective_dagster.models.registry import LoadedModel, ModelLoadError
 from pixel_detective_dagster.storage.artifacts import write_parquet, write_vectors
+
+if TYPE_CHECKING:
+    from pixel_detective_dagster.models.captioner import Captioner  # torch: only the caption step loads it
 
 R = TypeVar("R")
 
@@ -58,12 +58,12 @@ class ModelStep(Generic[R]):
     identity: str
     get_cached: Callable[[str, list[str]], dict[str, R]]
     put_cached: Callable[[str, dict[str, R]], None]
-    prepare: Callable[[bytes], torch.Tensor]
-    infer: Callable[[torch.Tensor], Sequence[R]]
+    prepare: Callable[[bytes], Any]  # to a model input (a torch tensor, or a numpy array for an ONNX tower)
+    infer: Callable[[Any], Sequence[R]]
     write: Callable[[BatchContext, list[str], list[R]], Path]
     batcher: AdaptiveBatcher
     min_side: int  # shorter side the model decodes its input at: a preview at least this large serves it
-    gpu_decode: GpuDecoder | None = None  # batched JPEG decode on the model's CUDA device (``decoder_for``)
+    gpu_decode: GpuDecoder | None = None  # batched JPEG decode on the model's CUDA device
 
 
 def covering_previews(batch: BatchContext, min_side: int) -> dict[str, Path]:
@@ -129,7 +129,7 @@ def run_model_step(
             )
     finally:
         for step, _ in steps.values():
-            release_memory(step.batcher.device)
+            step.batcher.release()
     metadata = {
         **_throughput(outcomes),
         **artifact_links(paths),
@@ -204,9 +204,7 @@ def clip_embeddings(
         write,
         encoder.batcher,
         encoder.image_size,
-        decoder_for(
-            encoder.device, clip_geometry(encoder.split.geometry, encoder.image_size) if encoder.split else None
-        ),
+        encoder.gpu_decoder(),
     )
     return _result(context, loaded, run_model_step(context, storage, lambda _: step), dimensions=encoder.dim)
 
@@ -236,7 +234,7 @@ def blip_captions(
     steps: dict[str | None, ModelStep[str]] = {}
     loads: dict[str, LoadedModel] = {}
 
-    def write(batch: BatchContext, hashes: list[str], captions: list[str], captioner: Captioner) -> Path:
+    def write(batch: BatchContext, hashes: list[str], captions: list[str], captioner: "Captioner") -> Path:
         frame = pd.DataFrame(
             {
                 "hash": hashes,

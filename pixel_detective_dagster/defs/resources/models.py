@@ -9,31 +9,36 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource, EnvVar
 
 from pixel_detective_dagster.defs.resources.env import env_fields, setting
+from pixel_detective_dagster.models.accelerator import DEVICE_ENV, device_type, resolve_precision
 from pixel_detective_dagster.models.availability import load_local
-from pixel_detective_dagster.models.captioner import (
+from pixel_detective_dagster.models.choices import (
     CAPTION_MODEL_ENV,
-    DEFAULT_CAPTION_MODEL,
-    Captioner,
-    Generation,
-    load_captioner,
-)
-from pixel_detective_dagster.models.clip import (
     CLIP_ENGINE_ENV,
     CLIP_MODEL_ENV,
     CLIP_PRETRAINED_ENV,
+    DEFAULT_CAPTION_MODEL,
     DEFAULT_CLIP_MODEL,
-    ClipEncoder,
-    load_clip,
+    Generation,
 )
-from pixel_detective_dagster.models.device import DEVICE_ENV, resolve_target
+from pixel_detective_dagster.models.image_tower import (
+    cached_input_side,
+    image_tower_dir,
+    load_image_encoder,
+    torch_free,
+)
 from pixel_detective_dagster.models.input_sizes import caption_input_side, clip_input_side
 from pixel_detective_dagster.models.registry import LoadedModel
 from pixel_detective_dagster.storage.settings import Settings, current
+
+if TYPE_CHECKING:
+    from pixel_detective_dagster.models.captioner import Captioner
+    from pixel_detective_dagster.models.clip import ClipEncoder
+    from pixel_detective_dagster.models.image_tower import ImageTower
 
 COMPILE_ENV = "PIXEL_DETECTIVE_COMPILE"
 DOWNLOAD_ENV = "PIXEL_DETECTIVE_MODEL_DOWNLOAD"
@@ -97,12 +102,14 @@ class ClipModelResource(ConfigurableResource):
 
     allow_download: bool = False
 
-    def load(self) -> tuple[ClipEncoder, LoadedModel]:
+    def load(self) -> tuple[ClipEncoder | ImageTower, LoadedModel]:
+        """The image encoder: the recorded torch-free ONNX tower of these settings when there is one (CPU, fp32),
+        else the full open_clip model (``image_tower.load_image_encoder``)."""
         encoder, seconds, cached = load_local(
             "CLIP",
             self.model,
             self.allow_download,
-            lambda: load_clip(
+            lambda: load_image_encoder(
                 self.model,
                 self.pretrained,
                 self.device,
@@ -115,12 +122,19 @@ class ClipModelResource(ConfigurableResource):
         return encoder, LoadedModel(encoder.identity, seconds, cached, encoder.random_weights)
 
     def input_side(self) -> int | None:
-        """The image size the model takes, from its config (no weights loaded); None if unknown."""
-        return clip_input_side(_value(self.model))
+        """The image size the model takes, from its recorded tower or its config (no weights loaded); None if unknown."""
+        model, pretrained, device, precision = (
+            _value(v) for v in (self.model, self.pretrained, self.device, self.precision)
+        )
+        if torch_free(device, precision, _value(self.compile_model), _value(self.engine)):
+            side = cached_input_side(image_tower_dir(model, pretrained, device, precision))
+            if side:
+                return side
+        return clip_input_side(model)
 
     def version(self) -> str:
         model, pretrained = _value(self.model), _value(self.pretrained)
-        precision = resolve_target(_value(self.device), _value(self.precision))[1]
+        precision = resolve_precision(device_type(_value(self.device)), _value(self.precision))
         return _digest(
             {
                 "model": model,
@@ -159,7 +173,7 @@ class CaptionModelResource(ConfigurableResource):
             "caption",
             name,
             self.allow_download,
-            lambda: load_captioner(name, self.device, self.precision, self.compile_model, self.batch_size),
+            lambda: _load_captioner(name, self.device, self.precision, self.compile_model, self.batch_size),
         )
         captioner = loaded.with_generation(self.generation)
         return captioner, LoadedModel(captioner.identity, seconds, cached, captioner.random_weights)
@@ -170,7 +184,7 @@ class CaptionModelResource(ConfigurableResource):
 
     def version(self) -> str:
         model = _value(self.model)
-        precision = resolve_target(_value(self.device), _value(self.precision))[1]
+        precision = resolve_precision(device_type(_value(self.device)), _value(self.precision))
         return _digest(
             {
                 "model": model,
@@ -190,3 +204,9 @@ def model_resources_from_env(settings: Settings | None = None) -> dict[str, Conf
             **common, **env_fields(CAPTION_ENV, {"batch_size", "max_new_tokens", "num_beams"}, settings)
         ),
     }
+
+
+def _load_captioner(*args: Any) -> Captioner:
+    from pixel_detective_dagster.models.captioner import load_captioner  # lazy: torch + transformers
+
+    return load_captioner(*args)
