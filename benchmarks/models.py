@@ -17,6 +17,7 @@ fp32 and, in the note, the cosine agreement of their embeddings with fp32's.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import tempfile
@@ -33,7 +34,15 @@ from pixel_detective_dagster.media.thumbnails import ThumbnailSettings
 from pixel_detective_dagster.models.captioner import load_captioner
 from pixel_detective_dagster.models.choices import CAPTION_MODEL_ENV, CLIP_MODEL_ENV, CLIP_PRETRAINED_ENV, Generation
 from pixel_detective_dagster.models.clip import ClipEncoder, load_clip
+from pixel_detective_dagster.models.image_tower import (
+    ImageTower,
+    image_tower_dir,
+    load_image_encoder,
+    open_image_tower,
+    recorded_onnx,
+)
 from pixel_detective_dagster.models.inference import run_over_contents
+from pixel_detective_dagster.models.onnx_sessions import cpu_session
 from pixel_detective_dagster.models.tiny import make_random_blip_base, make_random_clip, make_tiny_models
 from pixel_detective_dagster.samples.images import generate_folder
 
@@ -134,14 +143,14 @@ def throughput(
     label: str,
     root: Path,
     items: list[tuple[str, str]],
-    prepare: Callable[[bytes], torch.Tensor],
-    infer: Callable[[torch.Tensor], Sequence[object]],
+    prepare: Callable[[bytes], object],
+    infer: Callable[[object], Sequence[object]],
     batch_size: int,
     repeat: int,
     previews: dict[str, Path] | None = None,
 ) -> list[Figure]:
     """End-to-end images/s (the assets' path) against bare forward images/s on the same, pre-decoded images."""
-    pixels = torch.stack([prepare((root / name).read_bytes()) for _, name in items])
+    pixels = _stack([prepare((root / name).read_bytes()) for _, name in items])
     infer(pixels[:batch_size])  # warm-up: kernels, allocator, lazy initialisation
     waits: list[float] = []
 
@@ -170,6 +179,49 @@ def throughput(
             "process CPU time: robust to other load on the machine",
         ),
     ]
+
+
+def spin_figures(record: Path, root: Path, items: list[tuple[str, str]], repeat: int) -> list[Figure]:
+    """The recorded image tower with ONNX Runtime's spin-wait off (the default for image towers) against on:
+    end-to-end through ``run_over_contents``, where the decoder threads share the cores with the model."""
+    tower = open_image_tower(record)
+    towers = {
+        spin: dataclasses.replace(tower, session=cpu_session(recorded_onnx(record), spin=spin))
+        for spin in (False, True)
+    }
+    pixels = np.stack([tower.prepare((root / name).read_bytes()) for _, name in items])
+    for each in towers.values():
+        each.encode_batch(pixels[: tower.batcher.limit])  # warm-up
+
+    def end_to_end(each: ImageTower) -> Callable[[], object]:
+        return lambda: run_over_contents(root, items, {}, each.prepare, each.encode_batch, tower.batcher.limit)
+
+    samples = [
+        (
+            *_timed(end_to_end(towers[False])),
+            *_timed(end_to_end(towers[True])),
+            _timed(lambda: towers[False].encode_batch(pixels))[1],
+        )
+        for _ in range(repeat)
+    ]
+    off, off_cpu, on, on_cpu, bare_cpu = (statistics.median(column) for column in zip(*samples))
+    n, label = len(items), f"image tower spin-wait off, {len(items)} images from originals"
+    return [
+        Figure(label, "end-to-end images/s", n / off, n / on, "img/s", "spin-wait on"),
+        Figure(
+            label,
+            "end-to-end images/CPU-s",
+            n / off_cpu,
+            n / on_cpu,
+            "img/CPU-s",
+            "spin-wait on",
+            f"bare forward (spin off) {n / bare_cpu:.2f} img/CPU-s: end-to-end is {bare_cpu / off_cpu:.3f} of it",
+        ),
+    ]
+
+
+def _stack(inputs: list[object]) -> object:
+    return np.stack(inputs) if isinstance(inputs[0], np.ndarray) else torch.stack(inputs)
 
 
 def _timed(fn: Callable[[], object]) -> tuple[float, float]:
@@ -223,15 +275,18 @@ def cases(quick: bool) -> list[Figure]:
         caption_source = os.environ.get(CAPTION_MODEL_ENV) or str(make_random_blip_base(work / "blip-base"))
         count, sizes, repeat, caption_count = 64, ["12mp", "1mp"], 3, 4
     folders = {size: _images(work / size, count, size) for size in sizes}
-    clip = load_clip(*clip_source)[0]
-    clip.encode_images(torch.zeros(1, 3, clip.image_size, clip.image_size, dtype=torch.uint8))  # engine chosen
+    load_image_encoder(*clip_source)  # on the CPU the first load records the torch-free image tower ...
+    clip = load_image_encoder(*clip_source)[0]  # ... which ingest then runs (the torch model elsewhere)
+    first = folders[sizes[0]][0][1]
+    clip.encode_batch(_stack([clip.prepare((work / sizes[0] / first).read_bytes())]))  # warm-up, engine chosen
+    on_cpu = str(clip.batcher.device) == "cpu"
     figures = []
     captioner = load_captioner(caption_source)[0].with_generation(Generation(max_new_tokens=30))
     for size, items in folders.items():
         previews = make_previews(work / size, items, work / f"previews-{size}")
         for source, maps in (("originals", None), ("previews", previews)):
             figures += throughput(
-                f"clip {Path(clip_source[0]).name} {clip.device.type} ({clip.engine}), {size} JPEGs, from {source}",
+                f"clip {Path(clip_source[0]).name} ({clip.engine}), {size} JPEGs, from {source}",
                 work / size,
                 items,
                 clip.prepare,
@@ -253,8 +308,12 @@ def cases(quick: bool) -> list[Figure]:
         min(captioner.batcher.limit, len(items)),
         repeat if quick else 1,
     )
-    if clip.device.type == "cpu":
-        pixels = torch.stack([clip.prepare((root / name).read_bytes()) for _, name in folders[sizes[0]][:32]])
+    if on_cpu:
+        if isinstance(clip, ImageTower):
+            record = image_tower_dir(clip_source[0], clip_source[1], "auto", "auto")
+            figures += spin_figures(record, work / sizes[-1], folders[sizes[-1]], repeat)
+        prepared = [clip.prepare((root / name).read_bytes()) for _, name in folders[sizes[0]][:32]]
+        pixels = torch.as_tensor(np.stack(prepared))
         reference = load_clip(*clip_source, device="cpu", engine="torch")[0]
         figures += engine_figures(reference, clip_source, pixels, repeat)
         figures += precision_figures(reference, clip_source, pixels, repeat)

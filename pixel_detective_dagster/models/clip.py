@@ -28,7 +28,8 @@ from pixel_detective_dagster.models.device import (
     to_device,
 )
 from pixel_detective_dagster.models.gpu_decode import GpuDecoder, clip_geometry, decoder_for
-from pixel_detective_dagster.models.onnx_engine import EngineError, EngineTower, export_dir, onnx_available
+from pixel_detective_dagster.models.onnx_engine import EngineError, EngineTower, export_dir
+from pixel_detective_dagster.models.onnx_sessions import IMAGE_SPIN, onnx_available
 from pixel_detective_dagster.models.registry import ModelLoadError, is_tiny_config, load_once, weights_checksum
 from pixel_detective_dagster.storage.layout import DataLayout, resolve_home
 
@@ -231,7 +232,7 @@ def use_engine(encoder: ClipEncoder, engine: str, compiled: bool = False) -> Non
     folder = export_dir(DataLayout(resolve_home()).models_dir, encoder.identity)
     pixels = torch.randn(2, 3, encoder.image_size, encoder.image_size, generator=torch.Generator().manual_seed(0))
     tokens = encoder.tokenizer(["a photo of a cat", "probe"])
-    image = EngineTower("image", encoder.model, "encode_image", pixels, folder)
+    image = EngineTower("image", encoder.model, "encode_image", pixels, folder, spin=IMAGE_SPIN)
     text = EngineTower("text", encoder.model, "encode_text", tokens, folder)
     if engine == "onnx":
         try:

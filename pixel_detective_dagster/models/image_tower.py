@@ -27,7 +27,7 @@ from pixel_detective_dagster.media.imaging import decode_rgb
 from pixel_detective_dagster.models.accelerator import device_type, resolve_precision
 from pixel_detective_dagster.models.batching import AdaptiveBatcher
 from pixel_detective_dagster.models.choices import CLIP_BATCH
-from pixel_detective_dagster.models.onnx_sessions import cpu_session
+from pixel_detective_dagster.models.onnx_sessions import IMAGE_SPIN, cpu_session
 from pixel_detective_dagster.models.registry import load_once
 from pixel_detective_dagster.models.text_tower import tower_dir
 from pixel_detective_dagster.storage.artifacts import atomic_path
@@ -112,7 +112,12 @@ def _meta(directory: Path) -> dict[str, Any]:
 def usable(directory: Path) -> bool:
     """Whether ``directory`` holds a checked tower whose export is still on disk."""
     meta = _meta(directory)
-    return bool(meta.get("usable")) and meta.get("format") == FORMAT and (directory / meta["onnx"]).is_file()
+    return bool(meta.get("usable")) and meta.get("format") == FORMAT and recorded_onnx(directory).is_file()
+
+
+def recorded_onnx(directory: Path) -> Path:
+    """The ONNX export a usable record in ``directory`` runs."""
+    return directory / _meta(directory)["onnx"]
 
 
 def cached_input_side(directory: Path) -> int | None:
@@ -132,7 +137,7 @@ def open_image_tower(directory: Path, batch_size: int = 0) -> ImageTower:
         Geometry(meta["image_size"], meta["resize_mode"], meta["interpolation"]),
         np.asarray(meta["mean"], np.float32).reshape(shape),
         np.asarray(meta["std"], np.float32).reshape(shape),
-        cpu_session(directory / meta["onnx"]),
+        cpu_session(recorded_onnx(directory), spin=IMAGE_SPIN),
         AdaptiveBatcher(batch_size or CLIP_BATCH["cpu"], "cpu"),
     )
 
@@ -165,7 +170,7 @@ def load_image_encoder(
     from pixel_detective_dagster.models.clip import load_clip  # lazy: torch + open_clip, only without a record
 
     encoder, seconds, cached = load_clip(model, pretrained, device, precision, compile_model, batch_size, engine)
-    if directory is not None and not cached and "reason" not in _meta(directory):
+    if directory is not None and "reason" not in _meta(directory):  # not recorded yet, or its export was removed
         record_image_tower(encoder, directory)
     return encoder, seconds, cached
 

@@ -99,6 +99,7 @@ def onnx_tower(
     probe: torch.Tensor,
     folder: Path,
     threads: int = 0,
+    spin: bool = True,
 ) -> OnnxTower:
     """``model.<method>`` (a torch tower) exported to ``folder/name.onnx`` (once) and loaded in ONNX Runtime.
 
@@ -111,7 +112,7 @@ def onnx_tower(
     try:
         if not path.exists():
             _export(module, probe, path)
-        tower = OnnxTower(cpu_session(path, threads), "input")
+        tower = OnnxTower(cpu_session(path, threads, spin), "input")
     except Exception as exc:  # exporter and runtime raise many types; any means: stay on torch
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise EngineError(f"ONNX export of the {name} tower failed: {reason}") from exc
@@ -130,8 +131,11 @@ class EngineTower:
     ``engine`` says which: ``pending`` before the first call, then ``onnx`` or ``torch``.
     """
 
-    def __init__(self, name: str, model: torch.nn.Module, method: str, probe: torch.Tensor, folder: Path) -> None:
+    def __init__(
+        self, name: str, model: torch.nn.Module, method: str, probe: torch.Tensor, folder: Path, spin: bool = True
+    ) -> None:
         self.name, self.model, self.method, self.probe, self.folder = name, model, method, probe, folder
+        self.spin = spin
         self.engine = "pending"
         self._run: Callable[[torch.Tensor], torch.Tensor] | None = None
         self._lock = threading.Lock()
@@ -142,7 +146,7 @@ class EngineTower:
             if self._run is not None:
                 return
             try:
-                self._run = onnx_tower(self.name, self.model, self.method, self.probe, self.folder)
+                self._run = onnx_tower(self.name, self.model, self.method, self.probe, self.folder, spin=self.spin)
                 self.engine = "onnx"
             except EngineError as exc:
                 if strict:
