@@ -147,3 +147,20 @@ def test_the_tower_batches_like_the_torch_encoder(tmp_path: Path, monkeypatch: p
     vectors = tower.encode_batch(pixels)
     assert len(vectors) == 7 and np.allclose([np.linalg.norm(v) for v in vectors], 1, atol=1e-5)
     np.testing.assert_allclose(np.stack(vectors), tower.encode_images(pixels), atol=1e-6)  # chunks change nothing
+
+
+def test_device_and_precision_are_known_without_torch() -> None:
+    from pixel_detective_dagster.models.accelerator import cuda_driver_present, device_type, resolve_precision
+
+    assert device_type("cuda:1") == "cuda" and resolve_precision("cuda") == "fp16"
+    with pytest.raises(ValueError, match="not supported on the CPU"):
+        resolve_precision("cpu", "fp16")
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_precision("cuda", "int8")
+    if not cuda_driver_present():  # with no CUDA driver, "auto" is answered without importing torch
+        script = (
+            "import sys; from pixel_detective_dagster.models.accelerator import device_type, resolve_precision; "
+            "print(device_type('auto'), resolve_precision(device_type('auto')), 'torch' in sys.modules)"
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+        assert done.stdout.split() == ["cpu", "fp32", "False"]
