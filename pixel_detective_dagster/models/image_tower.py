@@ -27,7 +27,7 @@ from pixel_detective_dagster.media.imaging import decode_rgb
 from pixel_detective_dagster.models.accelerator import device_type, resolve_precision
 from pixel_detective_dagster.models.batching import AdaptiveBatcher
 from pixel_detective_dagster.models.choices import CLIP_BATCH
-from pixel_detective_dagster.models.onnx_sessions import IMAGE_SPIN, cpu_session
+from pixel_detective_dagster.models.onnx_sessions import IMAGE_SPIN, cpu_session, onnx_available
 from pixel_detective_dagster.models.registry import load_once
 from pixel_detective_dagster.models.text_tower import tower_dir
 from pixel_detective_dagster.storage.artifacts import atomic_path
@@ -127,7 +127,10 @@ def cached_input_side(directory: Path) -> int | None:
 
 def open_image_tower(directory: Path, batch_size: int = 0) -> ImageTower:
     """The recorded tower of ``directory`` (``usable`` must hold) in an ONNX Runtime session."""
-    meta = _meta(directory)
+    return _tower(_meta(directory), recorded_onnx(directory), batch_size)
+
+
+def _tower(meta: dict[str, Any], onnx: Path, batch_size: int = 0) -> ImageTower:
     shape = (1, 3, 1, 1)
     return ImageTower(
         meta["identity"],
@@ -137,14 +140,14 @@ def open_image_tower(directory: Path, batch_size: int = 0) -> ImageTower:
         Geometry(meta["image_size"], meta["resize_mode"], meta["interpolation"]),
         np.asarray(meta["mean"], np.float32).reshape(shape),
         np.asarray(meta["std"], np.float32).reshape(shape),
-        cpu_session(recorded_onnx(directory), spin=IMAGE_SPIN),
+        cpu_session(onnx, spin=IMAGE_SPIN),
         AdaptiveBatcher(batch_size or CLIP_BATCH["cpu"], "cpu"),
     )
 
 
 def torch_free(device: str, precision: str, compile_model: bool, engine: str) -> bool:
     """Whether these settings embed images with the ONNX tower on the CPU, where a recorded one can serve."""
-    if engine not in ("auto", "onnx") or compile_model or device_type(device) != "cpu":
+    if engine not in ("auto", "onnx") or compile_model or device_type(device) != "cpu" or not onnx_available():
         return False
     return resolve_precision("cpu", precision) == "fp32"
 
@@ -211,17 +214,7 @@ def _describe(encoder: Any, directory: Path) -> dict[str, Any]:
         "std": list(cfg["std"]),
         "random_weights": bool(encoder.random_weights),
     }
-    probe = ImageTower(
-        encoder.identity,
-        meta["random_weights"],
-        size,
-        encoder.dim,
-        Geometry(size, meta["resize_mode"], meta["interpolation"]),
-        np.asarray(meta["mean"], np.float32).reshape(1, 3, 1, 1),
-        np.asarray(meta["std"], np.float32).reshape(1, 3, 1, 1),
-        cpu_session(directory / meta["onnx"]),
-        AdaptiveBatcher(CLIP_BATCH["cpu"], "cpu"),
-    )
+    probe = _tower({**meta, "identity": encoder.identity}, directory / meta["onnx"])
     images = [_probe_image(shape, seed) for seed, shape in enumerate(_PROBE_SHAPES)]
     pixels = np.stack([np.asarray(probe.geometry(image)).transpose(2, 0, 1) for image in images])
     reference = torch.stack([encoder.preprocess(image) for image in images])
