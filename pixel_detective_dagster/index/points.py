@@ -107,10 +107,10 @@ class IndexSettings:
     # that part's segment alone, and reopening unmaps the pages it touched, which count in the process's RSS: at 1M
     # points one pass at the end held 7.8 GiB of segment files mapped at once (benchmarks/README.md). Embedded backend
     # only: a Qdrant server optimizes in its own process, in the background
-    bulk_pass_kb: int = 400_000
+    bulk_pass_kb: int = 700_000
     # the optimizer merges no segments into one larger than this (KB of vectors, 1 KB = 256 floats), so two parts of
     # a bulk load are never merged again; the engine's own choice is 256,000 per core
-    max_segment_kb: int = 512_000
+    max_segment_kb: int = 1_000_000
     hnsw_on_disk: bool = False  # HNSW graph links memory-mapped instead of read into RAM
     # payload fields whose values get their own HNSW links (``enable_hnsw``), so a filter on them still walks
     # a connected graph; links for every field cost most of the optimizer pass at 100k (benchmarks/README.md)
