@@ -258,7 +258,9 @@ def collection_settings(index: VectorIndex) -> tuple[dict, dict, dict[str, bool]
 
 
 def test_both_backends_get_the_same_collection_settings(make_index: Factory) -> None:
-    settings = IndexSettings(hnsw_m=12, hnsw_ef_construct=48, full_scan_kb=500, segments=3, search_ef=32)
+    settings = IndexSettings(
+        hnsw_m=12, hnsw_ef_construct=48, full_scan_kb=500, segments=3, search_ef=32, max_segment_kb=2_000
+    )
     index = make_index(settings=settings)
     if isinstance(index, ServerIndex):
         index.client = RecordingClient(index.client)
@@ -267,6 +269,7 @@ def test_both_backends_get_the_same_collection_settings(make_index: Factory) -> 
     hnsw, optimizers, links, cold = collection_settings(index)
     assert (hnsw["m"], hnsw["ef_construct"], hnsw["full_scan_threshold"]) == (12, 48, 500)
     assert (optimizers["default_segment_number"], optimizers["indexing_threshold"]) == (3, 10_000)
+    assert optimizers["max_segment_size"] == 2_000 and not hnsw.get("on_disk")
     assert cold == set(PAYLOAD_INDEXES) - {"folders"}  # mapped, not read into RAM at every open
     assert links.pop("folders") is True and not any(links.values())  # payload links only where they pay off
     with index.session():  # the query-time settings (ef, ACORN) change nothing a small index answers
@@ -318,6 +321,38 @@ def test_edge_optimizer_pass_waits_for_enough_new_points(tmp_path: Path) -> None
     with index.bulk() as times:
         index.upsert(batch[:1])
     assert times.optimized and index.health().unoptimized == 0  # unknown: optimized, and counted from then on
+
+
+def test_edge_bulk_load_passes_after_each_part(tmp_path: Path) -> None:
+    """A large bulk load gets an optimizer pass after each part (``bulk_pass_kb``: points written since the last
+    pass, earlier sessions' included), the shard reopened after it (unmapping the files the pass touched) and still
+    locked; the parts stay separate segments (``max_segment_kb``), every point stays searchable, and the pass at the
+    end handles only what was written since the last part."""
+    settings = IndexSettings(indexing_threshold_kb=1, bulk_pass_kb=2, max_segment_kb=1, upsert_batch=8)
+    calls: list[str] = []  # a part: 64 points of 8 floats; the indexing threshold (and a full segment): 32
+
+    class Counted(EdgeIndex):
+        def _load(self, qe: object) -> object:
+            calls.append("open")
+            return super()._load(qe)
+
+        def _optimize(self, shard: object) -> float:
+            calls.append("pass")
+            return super()._optimize(shard)
+
+    index = Counted(tmp_path / "t", settings, MODEL, DIM)
+    batch = [point(f"p{i}", axis(i % DIM, 0.02 * i), f"caption {i}") for i in range(100)]
+    index.upsert(batch[:8])  # an earlier write, never optimized: it counts towards the first part
+    with index.session(), index.bulk() as times:
+        index.upsert(batch[8:72])  # the part is full at point 64: a pass, the shard reopened, 8 points after it
+        assert calls == ["open", "pass", "open"] and index.health().points == 72  # the session's shard answers
+        index.upsert(batch[72:])  # 36 points since the part's pass: the pass at the end indexes them
+    assert calls == ["open", "pass", "open", "pass"] and times.optimized
+    assert times.optimize_s > 0 and times.load_s > 0
+    health = index.health()
+    assert health.unoptimized == 0 and health.points == 100
+    assert health.segments >= 2 and health.indexed_vectors >= 100  # the part and the rest: not merged
+    assert all(names(index.search(p.vector, 1)) == [p.payload["hash"]] for p in batch[::7])
 
 
 def test_edge_health_never_waits_for_a_writer(tmp_path: Path) -> None:

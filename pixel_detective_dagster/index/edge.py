@@ -4,7 +4,8 @@ A shard is opened exclusively (its WAL is locked), so each operation takes a per
 ``fcntl`` lock and opens the shard; ``session()`` keeps it open across several operations.
 Writes land in an appendable segment and are searchable at once (exactly scanned); the optimizer
 pass that ``bulk()`` runs at the end builds the HNSW graph once enough points were written since the
-last pass (a count kept next to the shard). That pass holds the shard, so queries from other
+last pass (a count kept next to the shard); a large load also gets a pass after each part (``bulk_pass_kb``) and
+the shard reopened after it, so one part's segment files are mapped at a time, not the whole load's. That pass holds the shard, so queries from other
 processes wait for it (``health()`` reports it without waiting).
 Closing a shard that was written bumps the collection's generation file, so a long-lived reader
 (the search service, see ``index.live``) knows when to take a fresh copy (``copy_to``).
@@ -102,6 +103,7 @@ class EdgeIndex(QdrantIndex):
         self.model = model
         self.dim = dim
         self.expected_points = expected_points
+        self._bulk_loads: list[LoadTimes] = []  # bulk loads under way on this object (``bulk()``), innermost last
 
     backend = "qdrant-edge"
 
@@ -158,7 +160,7 @@ class EdgeIndex(QdrantIndex):
 
         Within one process the open shard is shared (nested use reuses it), so sessions never deadlock.
         """
-        key = str(self.directory.resolve())
+        key = self._key()
         with _THREAD_LOCKS[key]:
             if key in _OPEN_SHARDS:
                 yield _OPEN_SHARDS[key]
@@ -172,16 +174,19 @@ class EdgeIndex(QdrantIndex):
                 try:
                     yield shard
                 finally:
-                    del _OPEN_SHARDS[key]
+                    shard = _OPEN_SHARDS.pop(key)  # a bulk load's pass may have reopened it (``_pass_and_reopen``)
                     shard.flush()
                     shard.close()
                     if key in _WRITTEN:
                         self._count_unoptimized(_WRITTEN.pop(key))
                         self._bump_generation()
 
+    def _key(self) -> str:
+        return str(self.directory.resolve())
+
     def _written(self, points: int = 0) -> None:
         """Note a write to the open shard of ``points`` points (each lands in the appendable segment)."""
-        key = str(self.directory.resolve())
+        key = self._key()
         _WRITTEN[key] = _WRITTEN.get(key, 0) + points
 
     def _count_unoptimized(self, points: int) -> None:
@@ -208,7 +213,7 @@ class EdgeIndex(QdrantIndex):
     def copy_to(self, target: Path) -> str | None:
         """Copy the closed, flushed shard to ``target`` under the collection lock; its generation, or ``None``
         when there is no shard. Writers wait only for the copy, never for the reader's queries."""
-        key = str(self.directory.resolve())
+        key = self._key()
         with _THREAD_LOCKS[key]:
             if key in _OPEN_SHARDS:
                 raise RuntimeError(f"{self.directory.name}: close the index session before copying it")
@@ -250,9 +255,12 @@ class EdgeIndex(QdrantIndex):
                 s.hnsw_ef_construct,
                 full_scan_threshold=s.full_scan_kb,
                 max_indexing_threads=s.indexing_threads,
+                on_disk=s.hnsw_on_disk or None,
             ),
             optimizers=qe.EdgeOptimizersConfig(
-                default_segment_number=s.segments or None, indexing_threshold=s.indexing_threshold_kb
+                default_segment_number=s.segments or None,
+                indexing_threshold=s.indexing_threshold_kb,
+                max_segment_size=s.max_segment_kb or None,
             ),
         )
         shard = qe.EdgeShard.create(str(self.directory), config)
@@ -295,6 +303,29 @@ class EdgeIndex(QdrantIndex):
                     ]
                 )
             )
+        if self._bulk_loads and self._part_written():
+            self._bulk_loads[-1].optimize_s += self._pass_and_reopen()
+
+    def _part_written(self) -> bool:
+        """Whether a part's worth of vectors (``settings.bulk_pass_kb``) was written since the last pass (by this and
+        earlier opens of the shard: a pipeline writes each batch in its own session)."""
+        written = (self._unoptimized() or 0) * 4 * (self.dim or 0)
+        return bool(self.settings.bulk_pass_kb) and written >= self.settings.bulk_pass_kb * 1024
+
+    def _pass_and_reopen(self) -> float:
+        """The optimizer pass over the part just written, then the shard closed and opened again (still locked).
+
+        Closing unmaps the segment files the pass and the writes touched: the process's resident memory holds one
+        part's pages, not the whole load's. The part's segment is full (``max_segment_kb``), so later passes leave
+        it alone. Returns the pass's wall seconds."""
+        key = self._key()
+        with _THREAD_LOCKS[key]:
+            shard = _OPEN_SHARDS[key]
+            seconds = self._optimize(shard)
+            shard.flush()
+            shard.close()
+            _OPEN_SHARDS[key] = self._load(qe)
+        return seconds
 
     def _require_space(self, points: int) -> None:
         """Room for ``points`` points (vector, its quantized and graph copies, payload) and a new WAL segment."""
@@ -325,36 +356,48 @@ class EdgeIndex(QdrantIndex):
 
     @contextmanager
     def bulk(self) -> Iterator[LoadTimes]:
-        """A bulk load: no optimization while writing, then one optimizer pass (builds HNSW) at the end, if due.
+        """A bulk load: an optimizer pass (builds HNSW) after each part of ``settings.bulk_pass_kb`` of vectors
+        written, the shard reopened after it, and one at the end, if due.
 
-        The pass is due once the points written since the last one reach the indexing threshold: fewer sit in
-        the appendable segment, which the engine would not index anyway and queries scan exactly, so skipping
-        the pass spares only the opening of the shard for it (seconds at 1M points)."""
+        The last pass is due once the points written since the previous one reach the indexing threshold: fewer
+        sit in the appendable segment, which the engine would not index anyway and queries scan exactly, so
+        skipping the pass spares only the opening of the shard for it (seconds at 1M points). ``optimize_s`` is
+        every pass's wall time; ``load_s`` the rest."""
         times = LoadTimes()
         start = time.perf_counter()
-        yield times
-        times.load_s = time.perf_counter() - start
-        times.optimized = self._pass_due()
-        if not times.optimized:
+        self._bulk_loads.append(times)
+        try:
+            yield times
+        finally:
+            self._bulk_loads.pop()
+        times.load_s = time.perf_counter() - start - times.optimize_s  # the passes after each part left out
+        if not self._pass_due():
+            times.optimized = times.optimize_s > 0  # a part's pass ran; the rest is too small to index
             return
         with self._shard() as shard:
             if shard is not None:
-                start = time.perf_counter()
-                state = {"unoptimized_points": self._unoptimized()}
-                state["optimizing_since"] = datetime.now(UTC).isoformat(timespec="seconds")
-                self._sidecar("optimizer.json").write_text(json.dumps(state))
-                self._written()
-                shard.optimize()
-                _WRITTEN[str(self.directory.resolve())] = 0  # this pass covered every point written so far
-                times.optimize_s = time.perf_counter() - start
-                state = {"last_optimize_s": round(times.optimize_s, 2), "unoptimized_points": 0}
-                self._sidecar("optimizer.json").write_text(json.dumps(state))
+                times.optimize_s += self._optimize(shard)
+
+    def _optimize(self, shard: Any) -> float:
+        """One optimizer pass over the open shard (builds HNSW for the points written since the last one), recorded
+        next to the shard; returns its wall seconds."""
+        start = time.perf_counter()
+        state = {"unoptimized_points": self._unoptimized()}
+        state["optimizing_since"] = datetime.now(UTC).isoformat(timespec="seconds")
+        self._sidecar("optimizer.json").write_text(json.dumps(state))
+        self._written()
+        shard.optimize()
+        _WRITTEN[self._key()] = 0  # this pass covered every point written so far
+        seconds = time.perf_counter() - start
+        state = {"last_optimize_s": round(seconds, 2), "unoptimized_points": 0}
+        self._sidecar("optimizer.json").write_text(json.dumps(state))
+        return seconds
 
     def _unoptimized(self) -> int | None:
         """Points written since the last optimizer pass, this process's unclosed writes included (``None``:
         unknown)."""
         count = self._optimizer_state().get("unoptimized_points")
-        return None if count is None else count + _WRITTEN.get(str(self.directory.resolve()), 0)
+        return None if count is None else count + _WRITTEN.get(self._key(), 0)
 
     def _pass_due(self) -> bool:
         """Whether the points written since the last pass (or an interrupted pass) call for the optimizer."""
@@ -391,7 +434,7 @@ class EdgeIndex(QdrantIndex):
             return IndexHealth(None, None, None, busy, state.get("unoptimized_points"))
 
     def drop(self) -> None:
-        key = str(self.directory.resolve())
+        key = self._key()
         with _THREAD_LOCKS[key]:
             if key in _OPEN_SHARDS:
                 raise RuntimeError(f"{self.directory.name}: close the index session before dropping it")

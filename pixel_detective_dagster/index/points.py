@@ -102,6 +102,16 @@ class IndexSettings:
     # explicit): about 5,000 CLIP points of 512 floats. Fewer are scanned exactly, so the embedded backend skips
     # the optimizer pass (and opening the shard for it) until this many points were written since the last one
     indexing_threshold_kb: int = 10_000
+    # a bulk load runs an optimizer pass, and reopens the shard, each time this many KB of dense vectors were
+    # written since the last pass (0: only at the end); about 200,000 CLIP points of 512 floats. The pass builds
+    # that part's segment alone, and reopening unmaps the pages it touched, which count in the process's RSS: at 1M
+    # points one pass at the end held 7.8 GiB of segment files mapped at once (benchmarks/README.md). Embedded backend
+    # only: a Qdrant server optimizes in its own process, in the background
+    bulk_pass_kb: int = 700_000
+    # the optimizer merges no segments into one larger than this (KB of vectors, 1 KB = 256 floats), so two parts of
+    # a bulk load are never merged again; the engine's own choice is 256,000 per core
+    max_segment_kb: int = 1_000_000
+    hnsw_on_disk: bool = False  # HNSW graph links memory-mapped instead of read into RAM
     # payload fields whose values get their own HNSW links (``enable_hnsw``), so a filter on them still walks
     # a connected graph; links for every field cost most of the optimizer pass at 100k (benchmarks/README.md)
     filter_graph_fields: frozenset[str] = frozenset({"folders"})
