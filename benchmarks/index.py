@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import Figure, run_module
+from pixel_detective_dagster.defs.resources import BULK_PASS_ENV
 from pixel_detective_dagster.index.points import PAYLOAD_INDEXES
 from pixel_detective_dagster.index.vector_index import (
     EdgeIndex,
@@ -407,7 +408,7 @@ def _scale_figures(root: Path, n: int, label: str, query_count: int) -> list[Fig
     case = f"index/{label}"
     unindexed: dict[str, tuple[float, float]] = {}
     result = load(
-        PassTimedIndex(root / label, IndexSettings(), MODEL, DIM, expected_points=n),
+        PassTimedIndex(root / label, IndexSettings(bulk_pass_kb=_bulk_pass_kb()), MODEL, DIM, expected_points=n),
         library,
         queries,
         before=lambda index: unindexed.update(latencies(index, queries[:20], words[:20])),
@@ -542,6 +543,11 @@ def batch_cases(root: Path, n: int) -> list[Figure]:
         )
         for b in (256, 1024)
     ]
+
+
+def _bulk_pass_kb() -> int:
+    """The main case's bulk parts, as the product reads them (``PIXEL_DETECTIVE_INDEX_BULK_PASS_KB``; 0: one pass)."""
+    return int(os.environ.get(BULK_PASS_ENV) or 0)
 
 
 def cases(quick: bool, scale: str = "100k") -> list[Figure]:

@@ -269,7 +269,7 @@ def test_both_backends_get_the_same_collection_settings(make_index: Factory) -> 
     hnsw, optimizers, links, cold = collection_settings(index)
     assert (hnsw["m"], hnsw["ef_construct"], hnsw["full_scan_threshold"]) == (12, 48, 500)
     assert (optimizers["default_segment_number"], optimizers["indexing_threshold"]) == (3, 10_000)
-    assert optimizers["max_segment_size"] == 2_000 and not hnsw.get("on_disk")
+    assert optimizers["max_segment_size"] == 2_000
     assert cold == set(PAYLOAD_INDEXES) - {"folders"}  # mapped, not read into RAM at every open
     assert links.pop("folders") is True and not any(links.values())  # payload links only where they pay off
     with index.session():  # the query-time settings (ef, ACORN) change nothing a small index answers
@@ -381,3 +381,18 @@ def test_filtered_queries_search_a_wider_beam() -> None:
     settings = IndexSettings(search_ef=100, filtered_search_ef=400)
     for build in (edge._search_params, server._search_params):
         assert (build(settings, False).hnsw_ef, build(settings, True).hnsw_ef) == (100, 400)
+
+
+def test_bulk_parts_are_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off by default (one pass at the end); ``PIXEL_DETECTIVE_INDEX_BULK_PASS_KB`` sets the part, and the segment
+    cap follows it (between one part and two, so parts are never merged again)."""
+    from dagster import build_resources
+
+    from pixel_detective_dagster.defs.resources import resources_from_env
+
+    assert IndexSettings().bulk_pass_kb == 0 and IndexSettings().segment_cap_kb is None
+    monkeypatch.setenv("PIXEL_DETECTIVE_INDEX_BULK_PASS_KB", "700000")
+    with build_resources({"vector_index": resources_from_env()["vector_index"]}) as resources:
+        settings = resources.vector_index.settings
+    assert settings.bulk_pass_kb == 700_000 and settings.segment_cap_kb == 1_050_000
+    assert IndexSettings(bulk_pass_kb=10, max_segment_kb=12).segment_cap_kb == 12

@@ -4,9 +4,9 @@ A shard is opened exclusively (its WAL is locked), so each operation takes a per
 ``fcntl`` lock and opens the shard; ``session()`` keeps it open across several operations.
 Writes land in an appendable segment and are searchable at once (exactly scanned); the optimizer
 pass that ``bulk()`` runs at the end builds the HNSW graph once enough points were written since the
-last pass (a count kept next to the shard); a large load also gets a pass after each part (``bulk_pass_kb``) and
-the shard reopened after it, so one part's segment files are mapped at a time, not the whole load's. That pass holds the shard, so queries from other
-processes wait for it (``health()`` reports it without waiting).
+last pass (a count kept next to the shard); with ``bulk_pass_kb`` a large load also gets a pass after each
+part and the shard reopened after it, so one part's segment files are mapped at a time, not the whole
+load's. A pass holds the shard, so queries from other processes wait for it (``health()`` reports it without waiting).
 Closing a shard that was written bumps the collection's generation file, so a long-lived reader
 (the search service, see ``index.live``) knows when to take a fresh copy (``copy_to``).
 
@@ -255,12 +255,11 @@ class EdgeIndex(QdrantIndex):
                 s.hnsw_ef_construct,
                 full_scan_threshold=s.full_scan_kb,
                 max_indexing_threads=s.indexing_threads,
-                on_disk=s.hnsw_on_disk or None,
             ),
             optimizers=qe.EdgeOptimizersConfig(
                 default_segment_number=s.segments or None,
                 indexing_threshold=s.indexing_threshold_kb,
-                max_segment_size=s.max_segment_kb or None,
+                max_segment_size=s.segment_cap_kb,
             ),
         )
         shard = qe.EdgeShard.create(str(self.directory), config)

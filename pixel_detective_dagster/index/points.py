@@ -103,15 +103,15 @@ class IndexSettings:
     # the optimizer pass (and opening the shard for it) until this many points were written since the last one
     indexing_threshold_kb: int = 10_000
     # a bulk load runs an optimizer pass, and reopens the shard, each time this many KB of dense vectors were
-    # written since the last pass (0: only at the end); about 200,000 CLIP points of 512 floats. The pass builds
-    # that part's segment alone, and reopening unmaps the pages it touched, which count in the process's RSS: at 1M
-    # points one pass at the end held 7.8 GiB of segment files mapped at once (benchmarks/README.md). Embedded backend
-    # only: a Qdrant server optimizes in its own process, in the background
-    bulk_pass_kb: int = 700_000
-    # the optimizer merges no segments into one larger than this (KB of vectors, 1 KB = 256 floats), so two parts of
-    # a bulk load are never merged again; the engine's own choice is 256,000 per core
-    max_segment_kb: int = 1_000_000
-    hnsw_on_disk: bool = False  # HNSW graph links memory-mapped instead of read into RAM
+    # written since the last pass (0, the default: one pass at the end). The pass builds that part's segment alone,
+    # and reopening unmaps the pages it touched, which count in the process's RSS. At 1M points, parts of 700,000
+    # (about 342k CLIP points) held the peak at 4.4 GiB against 10.9 GiB, but made the load searchable in 1,012 s
+    # against 758 s and hybrid p99 57 ms against 9.6 (benchmarks/README.md): a choice for machines short of memory
+    # (``index.bulk_pass_kb``). Embedded backend only: a Qdrant server optimizes in its own process
+    bulk_pass_kb: int = 0
+    # the optimizer merges no segments into one larger than this (KB of vectors, 1 KB = 256 floats); 0: the
+    # engine's choice (256,000 per core), or with ``bulk_pass_kb`` 1.5 parts, so two parts are never merged again
+    max_segment_kb: int = 0
     # payload fields whose values get their own HNSW links (``enable_hnsw``), so a filter on them still walks
     # a connected graph; links for every field cost most of the optimizer pass at 100k (benchmarks/README.md)
     filter_graph_fields: frozenset[str] = frozenset({"folders"})
@@ -121,6 +121,11 @@ class IndexSettings:
     # open (10.5 s in a busier run) for a filtered p50 / p99 of 4.5 / 9.8 ms instead of 7.8 / 16.8. A mapped
     # `folders` index let the folder + date filter's p99 reach 80-105 ms
     payload_in_ram: frozenset[str] = frozenset({"folders"})
+
+    @property
+    def segment_cap_kb(self) -> int | None:
+        """The largest segment the optimizer may build (None: the engine's choice)."""
+        return self.max_segment_kb or (self.bulk_pass_kb * 3 // 2 if self.bulk_pass_kb else None)
 
     def beam(self, filtered: bool) -> int:
         """The HNSW ``ef`` of one query: wider when a filter thins the graph it walks."""

@@ -141,12 +141,11 @@ class ServerIndex(QdrantIndex):
                 ef_construct=s.hnsw_ef_construct,
                 full_scan_threshold=s.full_scan_kb,
                 max_indexing_threads=s.indexing_threads,
-                on_disk=s.hnsw_on_disk or None,
             ),
             optimizers_config=m.OptimizersConfigDiff(
                 default_segment_number=s.segments or None,
                 indexing_threshold=s.indexing_threshold_kb,
-                max_segment_size=s.max_segment_kb or None,
+                max_segment_size=s.segment_cap_kb,
             ),
         )
         for name, kind in PAYLOAD_INDEXES.items():

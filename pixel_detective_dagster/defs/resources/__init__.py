@@ -14,6 +14,7 @@ from pixel_detective_dagster.storage.settings import current
 
 PROJECTION_ENGINE_ENV = "PIXEL_DETECTIVE_PROJECTION_ENGINE"
 PREVIEW_SIDE_ENV = "PIXEL_DETECTIVE_PREVIEW_SIDE"
+BULK_PASS_ENV = "PIXEL_DETECTIVE_INDEX_BULK_PASS_KB"
 
 
 def resources_from_env() -> dict[str, Any]:
@@ -26,7 +27,11 @@ def resources_from_env() -> dict[str, Any]:
         ),
         **model_resources_from_env(settings),
         "vector_index": VectorIndexResource(
-            **env_fields({"url": "QDRANT_URL", "api_key": "QDRANT_API_KEY"}, settings=settings),
+            **env_fields(
+                {"url": "QDRANT_URL", "api_key": "QDRANT_API_KEY", "bulk_pass_kb": BULK_PASS_ENV},
+                {"bulk_pass_kb"},
+                settings,
+            ),
             prefer_grpc=setting("QDRANT_PREFER_GRPC", settings),
         ),
         "projection": ProjectionResource(

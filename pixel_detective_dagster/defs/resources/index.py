@@ -23,10 +23,11 @@ class VectorIndexResource(ConfigurableResource):
     on_disk_above: int = IndexSettings.on_disk_above
     quantization: bool = IndexSettings.quantization
     upsert_batch: int = IndexSettings.upsert_batch
+    bulk_pass_kb: int = IndexSettings.bulk_pass_kb
 
     @property
     def settings(self) -> IndexSettings:
-        return IndexSettings(self.on_disk_above, self.quantization, self.upsert_batch)
+        return IndexSettings(self.on_disk_above, self.quantization, self.upsert_batch, bulk_pass_kb=self.bulk_pass_kb)
 
     @property
     def connection(self) -> IndexConnection:
