@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,7 +83,19 @@ def test_image_and_more_like_this(library: Path, capsys: pytest.CaptureFixture[s
     best = search(capsys, "--image", str(query))[0]
     assert best["path"] == str(query) and best["score"] > 0.999  # stored vector of the same content
     outside = generate_folder(tmp_path, 1, "small", start=77)[0]  # not in the collection: embedded now
-    assert len(search(capsys, "--image", str(outside), "--limit", "3")) == 3
+    embedded = search(capsys, "--image", str(outside), "--limit", "3")
+    assert len(embedded) == 3
+    # a fresh process embeds the picture with the recorded image tower, as ingest did: no torch, same answer
+    script = (
+        "import sys, json; from pixel_detective_dagster.app.cli import main; "
+        "code = main(['search', '--collection', 'lib', '--image', sys.argv[1], '--limit', '3', '--json']); "
+        "print(json.dumps(sorted({'torch', 'open_clip'} & set(sys.modules))), file=sys.stderr); sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(outside)], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr.strip().splitlines()[-1] == "[]", done.stderr[-2000:]
+    fresh = json.loads(done.stdout)["results"]
+    assert [r["id"] for r in fresh] == [r["id"] for r in embedded]
+    assert np.allclose([r["score"] for r in fresh], [r["score"] for r in embedded], atol=1e-4)
     like = search(capsys, "--like", str(query.relative_to(library)), "--limit", "20")
     assert best["id"] not in {r["id"] for r in like} and len(like) == len(points()) - 1
     assert [r["id"] for r in search(capsys, "--like", best["id"], "--limit", "20")] == [r["id"] for r in like]

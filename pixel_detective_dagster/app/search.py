@@ -234,6 +234,7 @@ class _Searcher:
         self.model_label = ", ".join(self.index.vector_names()) or "(empty index)"
         self.random_weights = False
         self._encoder: Any = None
+        self._images: Any = None
         self._text: TextTower | None = None
 
     def _use(self, identity: str, random_weights: bool) -> None:
@@ -256,6 +257,25 @@ class _Searcher:
             self._use(self._encoder.identity, self._encoder.random_weights)
         return self._encoder
 
+    def image_encoder(self) -> Any:
+        """What embeds a query picture as ingest embedded the collection: the recorded torch-free image tower of
+        the configured model when there is one (no torch), else the full model."""
+        if self._images is None:
+            from pixel_detective_dagster.models.image_tower import load_image_encoder  # lazy: onnxruntime, Pillow
+
+            s = self.workspace.settings
+            self._images = load_image_encoder(
+                s.get("clip.model"),
+                s.get("clip.pretrained"),
+                s.get("models.device"),
+                s.get("clip.precision"),
+                s.get("models.compile"),
+                s.get("clip.batch_size"),
+                s.get("clip.engine"),
+            )[0]
+            self._use(self._images.identity, self._images.random_weights)
+        return self._images
+
     def text_vector(self, text: str) -> np.ndarray:
         """From the cached text tower if there is one; else the full model, which then writes that cache."""
         directory = text_tower_dir(self.workspace)
@@ -277,14 +297,14 @@ class _Searcher:
     def image_vector(self, data: bytes, look_up: bool = True) -> tuple[np.ndarray, str | None]:
         """The stored vector when this content is in the collection (and its point id), else a fresh embedding;
         ``look_up=False`` (a file outside the collection's folder) always embeds, never touching the index."""
-        from pixel_detective_dagster.media.imaging import content_hash, decode_rgb  # lazy: Pillow, pyarrow
+        from pixel_detective_dagster.media.imaging import content_hash  # lazy: Pillow, pyarrow
 
         pid = point_id(self.collection, content_hash(data))
         stored = self.stored_vector(pid) if look_up else None
         if stored is not None:
             return stored, pid
-        encoder = self.encoder()
-        return encoder.encode_images(encoder.preprocess(decode_rgb(data, encoder.image_size)).unsqueeze(0))[0], None
+        encoder = self.image_encoder()
+        return encoder.encode_batch(encoder.prepare(data)[None])[0], None
 
     def query_image(self, image: bytes | Path | None, root: Path) -> tuple[np.ndarray, str]:
         """The query vector of an uploaded picture or of a file; only a file inside ``root`` is looked up."""
