@@ -36,9 +36,9 @@ $(LOWEST_STAMP): pyproject.toml .ci/lowest_constraints.py
 	$(LOWEST)/bin/pip install --quiet -c $(LOWEST)/constraints.txt ".[dev,raw,heif,jxl]"
 	touch $(LOWEST_STAMP)
 
-# One test file per dependency family (torch/open_clip/transformers, qdrant, scikit-learn, Pillow
+# One test file per dependency family (torch/open_clip/transformers and the torch-free image tower, qdrant, scikit-learn, Pillow
 # plugins, Dagster, FastAPI): the whole suite already runs on the newest versions in `make test`.
-LOWEST_TESTS := tests/test_models.py tests/test_index.py tests/test_projection.py tests/test_formats.py \
+LOWEST_TESTS := tests/test_models.py tests/test_image_tower.py tests/test_index.py tests/test_projection.py tests/test_formats.py \
 	tests/test_pipeline.py tests/test_search.py tests/test_serve.py
 
 test-lowest: $(LOWEST_STAMP)
