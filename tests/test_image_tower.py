@@ -107,6 +107,7 @@ def test_only_fp32_cpu_onnx_settings_use_the_tower() -> None:
     assert not torch_free("cpu", "int8", False, "auto")  # a quantized model is another model
     assert not torch_free("cpu", "auto", True, "auto")  # compiled: torch by definition
     assert not torch_free("cuda", "auto", False, "auto")  # a GPU runs the torch model
+    assert not torch_free("cpu", "fp16", False, "auto")  # invalid on the CPU: left to the full load's error
 
 
 def test_a_fresh_ingest_with_captions_off_runs_without_torch(env: Path, tmp_path: Path) -> None:

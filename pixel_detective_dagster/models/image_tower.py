@@ -149,7 +149,10 @@ def torch_free(device: str, precision: str, compile_model: bool, engine: str) ->
     """Whether these settings embed images with the ONNX tower on the CPU, where a recorded one can serve."""
     if engine not in ("auto", "onnx") or compile_model or device_type(device) != "cpu" or not onnx_available():
         return False
-    return resolve_precision("cpu", precision) == "fp32"
+    try:
+        return resolve_precision("cpu", precision) == "fp32"
+    except ValueError:
+        return False  # a precision the CPU cannot run: the full model's load says so
 
 
 def load_image_encoder(
