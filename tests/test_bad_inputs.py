@@ -19,8 +19,9 @@ from hostile_files import Expected, encoded, picture, write_hostile_folder
 from inspection import catalog_rows, index_points
 from PIL import Image
 
-from pixel_detective_dagster.app.ingest import ensure_dagster_home, ingest
+from pixel_detective_dagster.app.ingest import ingest
 from pixel_detective_dagster.app.ingest_report import IngestReport
+from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.catalog.scanning import diff_against_catalog, scan_collection
 from pixel_detective_dagster.defs.assets import ALL_ASSETS, image_manifest
 from pixel_detective_dagster.defs.resources import resources_from_env

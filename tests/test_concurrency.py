@@ -9,7 +9,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
 from inspection import catalog_rows, index_points
 from processes import Launcher, ingest_reaching
 
-from pixel_detective_dagster.app.ingest import ensure_dagster_home
+from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.catalog.scanning import scan_collection
 from pixel_detective_dagster.defs.resources import resources_from_env
 from pixel_detective_dagster.defs.sensors import image_folder_sensor

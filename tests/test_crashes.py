@@ -15,7 +15,7 @@ from inspection import catalog_rows, index_points
 from PIL import Image
 from processes import Launcher, step_events, wait_for_step_start
 
-from pixel_detective_dagster.app.ingest import ensure_dagster_home
+from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.index.vector_index import point_id
 from pixel_detective_dagster.samples.images import generate_folder
 from pixel_detective_dagster.storage.artifacts import read_vectors

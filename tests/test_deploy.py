@@ -16,8 +16,7 @@ from dagster._core.instance.config import dagster_instance_config_schema
 from dagster_docker import DockerRunLauncher
 from dagster_postgres import DagsterPostgresStorage
 
-from pixel_detective_dagster.app.ingest import ensure_dagster_home
-from pixel_detective_dagster.app.instance_config import install_instance_config, template_text
+from pixel_detective_dagster.app.instance_config import ensure_dagster_home, install_instance_config, template_text
 from pixel_detective_dagster.defs.assets import ALL_ASSETS
 from pixel_detective_dagster.defs.resources import resources_from_env
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME

@@ -15,7 +15,8 @@ from inspection import catalog_rows, files_containing, index_points
 from PIL import Image
 from processes import Launcher
 
-from pixel_detective_dagster.app.ingest import ensure_dagster_home, failure_reason, ingest
+from pixel_detective_dagster.app.ingest import failure_reason, ingest
+from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.defs.assets import ALL_ASSETS
 from pixel_detective_dagster.defs.resources import resources_from_env
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME

@@ -16,7 +16,7 @@ import pytest
 from dagster import DagsterInstance, EnvVar, materialize
 
 from pixel_detective_dagster.app.cli import main
-from pixel_detective_dagster.app.ingest import ensure_dagster_home
+from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.defs.assets import ALL_ASSETS
 from pixel_detective_dagster.defs.resources import resources_from_env
 from pixel_detective_dagster.storage.layout import PARTITIONS_NAME

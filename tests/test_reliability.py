@@ -26,7 +26,8 @@ from inspection import catalog_rows, index_points
 from processes import Launcher, alive, ingest_reaching
 
 from pixel_detective_dagster.app.cli import main
-from pixel_detective_dagster.app.ingest import ensure_dagster_home, ingest
+from pixel_detective_dagster.app.ingest import ingest
+from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.catalog.scanning import walk_images
 from pixel_detective_dagster.samples.images import generate_folder
 from pixel_detective_dagster.storage.names import os_name, stored_name

@@ -12,7 +12,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
-from pixel_detective_dagster.app.ingest import ensure_dagster_home
+from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.app.run_recovery import PID_TAG, owner_tags, process_alive, release_orphaned_runs
 
 

@@ -54,7 +54,7 @@ def test_sensor_detects_changes_with_a_small_cursor(env: Path, tmp_path: Path) -
 
 
 def test_dagster_asset_materialize_cli_for_a_batch(env: Path, photos: Path) -> None:
-    from pixel_detective_dagster.app.ingest import ensure_dagster_home
+    from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 
     with build_resources(resources_from_env()) as resources:
         resources.storage.catalog.register_collection("pics", photos)

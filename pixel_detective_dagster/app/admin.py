@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pixel_detective_dagster.app.instance_config import ensure_dagster_home
+from pixel_detective_dagster.app.instance_config import open_instance
 from pixel_detective_dagster.app.integrity import collection_health
 from pixel_detective_dagster.app.workspace import open_workspace
 from pixel_detective_dagster.catalog.captions import DEFAULT, captions_choice, describe_captions, set_captions
@@ -203,10 +203,7 @@ def open_admin() -> Iterator[Admin]:
 
 def _forget_partitions(layout: DataLayout, keys: list[str]) -> None:
     """Remove the collection's batches from Dagster's dynamic partitions (its run history stays)."""
-    from dagster import DagsterInstance  # lazy: only delete touches the Dagster instance
-
-    ensure_dagster_home(layout.home)
-    with DagsterInstance.get() as instance:
+    with open_instance(layout.home) as instance:  # only delete touches the Dagster instance
         known = set(instance.get_dynamic_partitions(PARTITIONS_NAME))
         for key in keys:
             if key in known:

@@ -13,7 +13,7 @@ from dagster_shared.error import SerializableErrorInfo
 from pixel_detective_dagster.app.admin import Admin
 from pixel_detective_dagster.app.ingest_lock import IngestLock, collection_lock
 from pixel_detective_dagster.app.ingest_report import UP_TO_DATE, Echo, IngestReport, StageThroughput, echo_scan
-from pixel_detective_dagster.app.instance_config import ensure_dagster_home
+from pixel_detective_dagster.app.instance_config import open_instance
 from pixel_detective_dagster.app.integrity import check_integrity
 from pixel_detective_dagster.app.run_recovery import owner_tags, release_orphaned_runs, runs_in_flight
 from pixel_detective_dagster.catalog.captions import OFF, captions_choice, set_captions
@@ -87,8 +87,7 @@ def ingest(
     """
     start = time.perf_counter()
     home = resolve_home()
-    ensure_dagster_home(home)
-    with build_resources(resources_from_env()) as resources:
+    with open_instance(home) as instance, build_resources(resources_from_env()) as resources:
         catalog = resources.storage.catalog
         catalog.register_collection(collection, folder)
         if captions is not None:
@@ -96,7 +95,6 @@ def ingest(
         with collection_lock(home, collection, echo) as lock:
             scan = scan_collection(catalog, collection, batch_size)
             echo_scan(scan, folder, echo)
-            instance = DagsterInstance.get()
             for run_id in release_orphaned_runs(instance):
                 echo(f"run {run_id} was left unfinished by a process that died: marked failed, its gpu slot freed")
             report = _ingest_batches(resources, instance, scan, echo, lock)

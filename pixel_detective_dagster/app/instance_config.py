@@ -10,7 +10,10 @@ import os
 import sys
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 TEMPLATE = files("pixel_detective_dagster") / "dagster.yaml"
 
@@ -29,22 +32,28 @@ def install_instance_config(dagster_home: Path) -> Path:
 
 
 def ensure_dagster_home(home: Path) -> Path:
-    """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI; installs dagster.yaml.
+    """Use ``$DAGSTER_HOME`` if set, else ``<data dir>/dagster_home`` so runs show in the UI; installs dagster.yaml."""
+    open_instance(home).dispose()
+    return Path(os.environ["DAGSTER_HOME"])
+
+
+def open_instance(home: Path) -> DagsterInstance:
+    """The Dagster instance of ``ensure_dagster_home``'s DAGSTER_HOME, opened once (the caller disposes of it).
 
     The instance's storage is created under a file lock: Dagster's SQLite schema setup is not safe
     when several processes create the same fresh storage at once.
     """
+    from dagster import DagsterInstance  # lazy: commands that only read the catalog never import dagster
+
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster_home").resolve()
     dagster_home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     with (dagster_home / ".pixel_detective_init.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         install_instance_config(dagster_home)
-        from dagster import DagsterInstance  # lazy: commands that only read the catalog never import dagster
-
-        with DagsterInstance.get() as instance:
-            unpause_automation_badge(instance)
-    return dagster_home
+        instance = DagsterInstance.get()
+        unpause_automation_badge(instance)
+    return instance
 
 
 def unpause_automation_badge(instance: Any) -> None:

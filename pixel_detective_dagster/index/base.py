@@ -112,8 +112,9 @@ class QdrantIndex(ABC):
         """The points with these ids that exist."""
 
     @contextmanager
-    def session(self) -> Iterator[None]:
-        """Keep the index open across several operations (a no-op where opening is free)."""
+    def session(self, create: bool = False) -> Iterator[None]:
+        """Keep the index open across several operations (a no-op where opening is free); ``create``: make a
+        missing one first (it needs the vector size and model), so a first write opens it only once."""
         yield
 
     def upsert(self, points: Sequence[IndexPoint]) -> None:

@@ -134,8 +134,8 @@ class EdgeIndex(QdrantIndex):
         return self.directory.name
 
     @contextmanager
-    def session(self) -> Iterator[None]:
-        with self._shard():
+    def session(self, create: bool = False) -> Iterator[None]:
+        with self._shard(create=create):
             yield
 
     def _sidecar(self, suffix: str) -> Path:

@@ -79,6 +79,7 @@ class IndexSync:
     upserted: int
     payload_updated: int
     deleted: int
+    points_in_index: int  # after the batch
 
 
 def sync_batch(catalog: Catalog, index: VectorIndex, collection: str, key: str, features: BatchFeatures) -> IndexSync:
@@ -105,13 +106,14 @@ def sync_batch(catalog: Catalog, index: VectorIndex, collection: str, key: str, 
     others = touched - ready_hashes
     gone = [point_id(collection, h) for h in others if not paths.get(h)]
     moved = {point_id(collection, h): _path_fields(paths[h]) for h in others if paths.get(h)}
-    with index.session():
+    with index.session(create=bool(points)):  # one opening of the index for the whole batch
         _keep_captions(index, [p for p in points if "caption" not in p.payload])
         index.upsert(points)  # returns once the engine has applied every point
         index.set_payload(moved)
         index.delete(gone)
+        total = index.count()
     catalog.mark_indexed(collection, key)  # only after the index confirmed the batch
-    return IndexSync(len(points), len(moved), len(gone))
+    return IndexSync(len(points), len(moved), len(gone), total)
 
 
 def _payload(

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from blake3 import blake3
@@ -187,10 +188,11 @@ def _reduced(img: Image.Image, min_side: int) -> Image.Image:
     return img.reduce(factor) if factor >= 2 else img
 
 
-def save_image_atomic(img: Image.Image, path: Path, fmt: str, quality: int = 82) -> None:
-    """Write ``img`` to ``path`` via a temporary file and rename, so no half file is ever visible."""
+def save_image_atomic(img: Image.Image, path: Path, fmt: str, quality: int = 82, **options: Any) -> None:
+    """Write ``img`` to ``path`` via a temporary file and rename, so no half file is ever visible; ``options`` go to
+    the format's encoder (a format ignores what it does not know)."""
     with atomic_path(path) as tmp:
-        img.save(tmp, format=fmt.upper(), quality=quality)
+        img.save(tmp, format=fmt.upper(), quality=quality, **options)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

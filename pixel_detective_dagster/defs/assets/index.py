@@ -43,7 +43,7 @@ def vector_index(
     soon as its embeddings exist (captions follow in ``caption_index``; a point keeps a caption it already has);
     re-points or removes changed and deleted files; optimizes once at the end."""
     totals = {"upserted": 0, "payload_updated": 0, "deleted": 0}
-    indexes = {}
+    indexes, counts = {}, {}
     load_times = {}
     with no_retry_when_disk_full(), ExitStack() as bulk_loads:  # HNSW deferred per collection until all are in
         for key in context.partition_keys:
@@ -59,8 +59,8 @@ def vector_index(
             sync = sync_batch(storage.catalog, index, batch.collection, key, features)
             for name in totals:
                 totals[name] += getattr(sync, name)
+            counts[f"points_in_{batch.collection}"] = sync.points_in_index
             context.log.info(f"{key}: {sync}")
-    counts = {f"points_in_{c}": index.count() for c, index in indexes.items()}
     vectors = {f"vector_in_{c}": index.vector or "" for c, index in indexes.items()}
     times = {k: v for c, t in load_times.items() for k, v in per_collection(c, load_metadata(t)).items()}
     links = search_page_links(indexes)
