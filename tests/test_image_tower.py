@@ -16,6 +16,7 @@ from PIL import Image
 
 from pixel_detective_dagster.app.ingest import ingest
 from pixel_detective_dagster.defs.resources import resources_from_env
+from pixel_detective_dagster.models import image_tower
 from pixel_detective_dagster.models.clip import ClipEncoder, load_clip
 from pixel_detective_dagster.models.image_tower import (
     ImageTower,
@@ -110,7 +111,9 @@ def test_only_fp32_cpu_onnx_settings_use_the_tower() -> None:
     assert not torch_free("cpu", "fp16", False, "auto")  # invalid on the CPU: left to the full load's error
 
 
-def test_a_fresh_ingest_with_captions_off_runs_without_torch(env: Path, tmp_path: Path) -> None:
+def test_a_fresh_ingest_with_captions_off_runs_without_torch(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = tmp_path / "first"
     generate_folder(first, 3, "small")
     assert ingest(first, "one", captions="off").success  # loads the full model once, which records its tower
@@ -134,6 +137,13 @@ def test_a_fresh_ingest_with_captions_off_runs_without_torch(env: Path, tmp_path
         (preview,) = [p for p in previews if p.stem == point.payload["hash"]]
         (expected,) = reference.encode_batch(reference.prepare(preview.read_bytes())[None])
         assert float(np.dot(expected, point.vector)) >= 0.9999
+
+    def no_session(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an ONNX session was opened with nothing to embed")
+
+    monkeypatch.setattr(image_tower, "cpu_session", no_session)  # every content below is cached
+    again = ingest(second, "three", captions="off")
+    assert again.success and {s.stage: s.items for s in again.stages}["clip_embeddings"] == 0
 
 
 def test_the_tower_batches_like_the_torch_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,10 @@ class Geometry:
 
 @dataclass
 class ImageTower:
-    """Image encoder for ingest with ONNX Runtime and numpy: ``prepare`` and ``encode_batch`` as ``ClipEncoder``'s."""
+    """Image encoder for ingest with ONNX Runtime and numpy: ``prepare`` and ``encode_batch`` as ``ClipEncoder``'s.
+
+    The ONNX session opens with the first batch to embed (about a CPU-second for ViT-B-32): an ingest whose
+    contents are all cached never opens it."""
 
     identity: str
     random_weights: bool
@@ -75,9 +79,13 @@ class ImageTower:
     geometry: Geometry
     mean: np.ndarray  # (1, 3, 1, 1) float32
     std: np.ndarray
-    session: Any
+    onnx: Path
     batcher: AdaptiveBatcher
     engine: str = "onnx"
+
+    @cached_property
+    def session(self) -> Any:
+        return cpu_session(self.onnx, spin=IMAGE_SPIN)
 
     def prepare(self, data: bytes) -> np.ndarray:
         """Encoded image bytes to uint8 (3, size, size) (thread-safe; runs in the decoder threads)."""
@@ -140,7 +148,7 @@ def _tower(meta: dict[str, Any], onnx: Path, batch_size: int = 0) -> ImageTower:
         Geometry(meta["image_size"], meta["resize_mode"], meta["interpolation"]),
         np.asarray(meta["mean"], np.float32).reshape(shape),
         np.asarray(meta["std"], np.float32).reshape(shape),
-        cpu_session(onnx, spin=IMAGE_SPIN),
+        onnx,
         AdaptiveBatcher(batch_size or CLIP_BATCH["cpu"], "cpu"),
     )
 
