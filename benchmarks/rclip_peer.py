@@ -2,7 +2,7 @@
 the same random ViT-B-32-256 weights: CPU-seconds of a first index, of a re-index of the unchanged folder,
 and peak RSS, each in a fresh process, interleaved.
 
-    python -m benchmarks.rclip_peer [--quick] [--count N] [--repeats N] [--json FILE]
+    python -m benchmarks.rclip_peer [--quick] [--count N] [--repeats N] [--baseline-tree PATH] [--json FILE]
 
 rclip runs offline: its ``RCLIP_DATADIR`` gets ``ViT-B-32-256-datacomp_s34b_b86k/{visual,textual}.onnx``
 (the project's own ONNX export of the random weights, input ``input``, one output, as rclip reads them) and
@@ -10,6 +10,8 @@ open_clip's BPE vocabulary as ``tokenizer/bpe_simple_vocab_16e6.txt.gz``, so it 
 cannot index without a query: its figures include embedding one text query (``rclip -f -t 1 "a photo"``).
 Before each first index the project's data dir ingests a 2-image folder, which makes its once-per-model ONNX
 export (not counted: rclip downloads its export ready-made).
+``--baseline-tree`` also runs another checkout of the project (first on ``PYTHONPATH``: the commit before a change)
+in the same rounds, so a change's effect is read as a paired ratio, free of the drift between runs.
 Needs ``pip install --no-deps rclip pi-heif`` (rclip pins older numpy / Pillow; see benchmarks/README.md).
 """
 
@@ -22,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +96,7 @@ def setup(work: Path, count: int) -> None:
     generate_folder(work / "warm", 2, "1mp", start=count)
 
 
-def measure(count: int, repeats: int) -> list[Figure]:
+def measure(count: int, repeats: int, baseline_tree: Path | None = None) -> list[Figure]:
     rclip = shutil.which("rclip", path=str(Path(sys.executable).parent)) or shutil.which("rclip")
     pixel_detective = shutil.which("pixel-detective", path=str(Path(sys.executable).parent))
     if not rclip or not pixel_detective:
@@ -109,18 +112,27 @@ def measure(count: int, repeats: int) -> list[Figure]:
             "PIXEL_DETECTIVE_CAPTION_MODEL": str(work / "tiny" / "blip"),
             "PIXEL_DETECTIVE_DEVICE": "cpu",
         }
-        runs: dict[str, list[Usage]] = {k: [] for k in ("pd first", "pd again", "rclip first", "rclip again")}
-        for _ in range(repeats):  # interleaved: load on the shared machine hits both tools alike
-            home = Path(tempfile.mkdtemp(dir=work, prefix="pd-"))
-            pd_env = {**base_env, "PIXEL_DETECTIVE_HOME": str(home / "data"), "DAGSTER_HOME": str(home / "dagster")}
-            ingest = [pixel_detective, "ingest", str(photos), "--collection", "bench", "--captions", "off"]
-            warm = [pixel_detective, "ingest", str(work / "warm"), "--collection", "warm", "--captions", "off"]
-            run_measured(warm, work, pd_env)  # the once-per-model ONNX export (rclip ships its export ready)
-            runs["pd first"].append(run_measured(ingest, work, pd_env))
+        runs: dict[str, list[Usage]] = defaultdict(list)
+        ingest = [pixel_detective, "ingest", str(photos), "--collection", "bench", "--captions", "off"]
+        warm = [pixel_detective, "ingest", str(work / "warm"), "--collection", "warm", "--captions", "off"]
+        trees = {"pd": None, **({"tree": baseline_tree} if baseline_tree else {})}
+        for _ in range(repeats):  # interleaved: load on the shared machine hits every party alike
+            envs = {}
+            for party, tree in trees.items():
+                home = Path(tempfile.mkdtemp(dir=work, prefix=f"{party}-"))
+                envs[party] = {
+                    **base_env,
+                    "PIXEL_DETECTIVE_HOME": str(home / "data"),
+                    "DAGSTER_HOME": str(home / "dagster"),
+                    **({"PYTHONPATH": str(tree)} if tree else {}),
+                }
+                run_measured(warm, work, envs[party])  # the once-per-model ONNX export (rclip ships its export ready)
+                runs[f"{party} first"].append(run_measured(ingest, work, envs[party]))
             rclip_env = {**base_env, "RCLIP_DATADIR": str(fresh_rclip_dir(work / "rclip-models", work))}
             query = [rclip, "-f", "-t", "1", "a photo"]
             runs["rclip first"].append(run_measured(query, photos, rclip_env))
-            runs["pd again"].append(run_measured(ingest, work, pd_env))
+            for party in trees:
+                runs[f"{party} again"].append(run_measured(ingest, work, envs[party]))
             runs["rclip again"].append(run_measured(query, photos, rclip_env))
     median = {
         k: Usage(*(statistics.median(getattr(u, f) for u in v) for f in Usage.__dataclass_fields__))
@@ -152,16 +164,36 @@ def measure(count: int, repeats: int) -> list[Figure]:
             f"median of {repeats}",
         )
     )
+    if baseline_tree:
+        for case, key in (("first index", "first"), ("re-index, unchanged folder", "again")):
+            mine, before = median[f"pd {key}"], median[f"tree {key}"]
+            figures.append(
+                Figure(
+                    f"{case} of {count} 1 MP JPEGs vs the baseline tree",
+                    "CPU-seconds",
+                    mine.cpu_seconds,
+                    before.cpu_seconds,
+                    "s",
+                    f"the same in {baseline_tree}",
+                    f"median of {repeats}, interleaved with the rows above; peak RSS {mine.peak_rss_mb:.0f} vs "
+                    f"{before.peak_rss_mb:.0f} MB",
+                )
+            )
     return figures
 
 
-def cases(quick: bool, count: int | None = None, repeats: int | None = None) -> list[Figure]:
-    return measure(count or (24 if quick else 300), repeats or (1 if quick else 3))
+def cases(
+    quick: bool, count: int | None = None, repeats: int | None = None, baseline_tree: Path | None = None
+) -> list[Figure]:
+    return measure(count or (24 if quick else 300), repeats or (1 if quick else 3), baseline_tree)
 
 
 def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, help="images (default 300; 24 with --quick)")
     parser.add_argument("--repeats", type=int, help="interleaved repeats (default 3; 1 with --quick)")
+    parser.add_argument(
+        "--baseline-tree", type=Path, help="another checkout of the project to compare with, interleaved"
+    )
 
 
 def main() -> None:
