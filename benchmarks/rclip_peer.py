@@ -139,46 +139,35 @@ def measure(count: int, repeats: int, baseline_tree: Path | None = None) -> list
         for k, v in runs.items()
     }
     note = f"median of {repeats}, fresh processes, interleaved; captions off; wall {{}} s vs {{}} s"
-    figures = []
-    for case, key in (("first index", "first"), ("re-index, unchanged folder", "again")):
-        mine, theirs = median[f"pd {key}"], median[f"rclip {key}"]
-        figures.append(
-            Figure(
-                f"{case} of {count} 1 MP JPEGs vs rclip",
-                "CPU-seconds",
-                mine.cpu_seconds,
-                theirs.cpu_seconds,
-                "s",
-                "rclip 3.3.0, same weights (ONNX)",
-                note.format(f"{mine.wall_seconds:.1f}", f"{theirs.wall_seconds:.1f}"),
-            )
-        )
-    figures.append(
-        Figure(
-            f"peak RSS, first index of {count} 1 MP JPEGs vs rclip",
-            "MB",
-            median["pd first"].peak_rss_mb,
-            median["rclip first"].peak_rss_mb,
-            "MB",
-            "rclip 3.3.0, same weights (ONNX)",
-            f"median of {repeats}",
-        )
-    )
+    others = {"rclip": ("rclip", "rclip 3.3.0, same weights (ONNX)")}
     if baseline_tree:
+        others["tree"] = ("the baseline tree", f"the same in {baseline_tree}")
+    figures = []
+    for other, (label, what) in others.items():
         for case, key in (("first index", "first"), ("re-index, unchanged folder", "again")):
-            mine, before = median[f"pd {key}"], median[f"tree {key}"]
+            mine, theirs = median[f"pd {key}"], median[f"{other} {key}"]
             figures.append(
                 Figure(
-                    f"{case} of {count} 1 MP JPEGs vs the baseline tree",
+                    f"{case} of {count} 1 MP JPEGs vs {label}",
                     "CPU-seconds",
                     mine.cpu_seconds,
-                    before.cpu_seconds,
+                    theirs.cpu_seconds,
                     "s",
-                    f"the same in {baseline_tree}",
-                    f"median of {repeats}, interleaved with the rows above; peak RSS {mine.peak_rss_mb:.0f} vs "
-                    f"{before.peak_rss_mb:.0f} MB",
+                    what,
+                    note.format(f"{mine.wall_seconds:.1f}", f"{theirs.wall_seconds:.1f}"),
                 )
             )
+        figures.append(
+            Figure(
+                f"peak RSS, first index of {count} 1 MP JPEGs vs {label}",
+                "MB",
+                median["pd first"].peak_rss_mb,
+                median[f"{other} first"].peak_rss_mb,
+                "MB",
+                what,
+                f"median of {repeats}",
+            )
+        )
     return figures
 
 
