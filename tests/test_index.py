@@ -323,6 +323,28 @@ def test_edge_optimizer_pass_waits_for_enough_new_points(tmp_path: Path) -> None
     assert times.optimized and index.health().unoptimized == 0  # unknown: optimized, and counted from then on
 
 
+def test_edge_session_creates_and_opens_the_shard_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch's writes and count in one creating session open a new collection's shard once (each call alone
+    opens it itself: four openings of a 1M shard were seconds each)."""
+    opened: list[str] = []
+    for name in ("_load", "_create"):
+        original = getattr(EdgeIndex, name)
+        monkeypatch.setattr(
+            EdgeIndex, name, lambda self, qe, original=original, name=name: opened.append(name) or original(self, qe)
+        )
+    index = EdgeIndex(tmp_path / "t", IndexSettings(), MODEL, DIM)
+    batch = [point(f"p{i}", axis(i % DIM), f"caption {i}") for i in range(4)]
+    with index.session(create=True):
+        index.upsert(batch)
+        index.set_payload({batch[0].id: {"cluster": 1}})
+        index.delete([batch[1].id])
+        assert index.count() == 3
+    assert opened == ["_create"]
+    with index.session(create=True):  # an existing shard is opened, not created again
+        index.upsert(batch[1:2])
+    assert opened == ["_create", "_load"] and index.count() == 4
+
+
 def test_edge_bulk_load_passes_after_each_part(tmp_path: Path) -> None:
     """A large bulk load gets an optimizer pass after each part (``bulk_pass_kb``: points written since the last
     pass, earlier sessions' included), the shard reopened after it (unmapping the files the pass touched) and still
