@@ -52,7 +52,11 @@ def open_instance(home: Path) -> DagsterInstance:
         fcntl.flock(lock, fcntl.LOCK_EX)
         install_instance_config(dagster_home)
         instance = DagsterInstance.get()
-        unpause_automation_badge(instance)
+        try:
+            unpause_automation_badge(instance)
+        except BaseException:
+            instance.dispose()  # the caller never gets it to dispose of
+            raise
     return instance
 
 
