@@ -230,7 +230,7 @@ def test_duplicates_and_map(client: TestClient, library: Path) -> None:
 
 
 def test_new_images_appear_without_restart_and_searches_never_fail(
-    client: TestClient, library: Path, tmp_path: Path
+    client: TestClient, service: SearchService, library: Path
 ) -> None:
     before = len(results(client, limit=50))
     errors: list[str] = []
@@ -248,8 +248,10 @@ def test_new_images_appear_without_restart_and_searches_never_fail(
         generate_folder(library / "new", 2, "small", start=60)
         assert ingest(library, "lib").success
         ended = time.monotonic()
-        while len(results(client, limit=50)) != before + 2:
-            assert time.monotonic() - ended < 10, "new points did not appear within 10 s"
+        live = service.live("lib")
+        # the last state the ingest wrote (its cluster labels too), not a state from the middle of its run
+        while len(results(client, limit=50)) != before + 2 or live.generation != live.index.generation():
+            assert time.monotonic() - ended < 10, "the ingest's last state did not appear within 10 s"
             time.sleep(0.2)
         print(f"new points visible {time.monotonic() - ended:.2f} s after the ingest ended")
     finally:
@@ -276,11 +278,12 @@ def test_public_bind_needs_a_token(capsys: pytest.CaptureFixture[str], monkeypat
 
 
 def test_cli_search_uses_a_running_service(
-    client: TestClient, library: Path, capsys: pytest.CaptureFixture[str]
+    client: TestClient, service: SearchService, library: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import uvicorn
 
     home = Path(os.environ["PIXEL_DETECTIVE_HOME"])
+    service.live("lib").refresh()  # the service serves the state the in-process search reads
     capsys.readouterr()
     assert main(["search", "a cat", "--collection", "lib", "--json", "--limit", "3"]) == 0
     in_process = capsys.readouterr()
