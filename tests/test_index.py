@@ -396,13 +396,20 @@ def test_edge_health_never_waits_for_a_writer(tmp_path: Path) -> None:
     assert not (tmp_path / ".t.optimizer.json").exists()
 
 
-def test_filtered_queries_search_a_wider_beam() -> None:
-    """A filter thins the graph a query walks: both backends give filtered queries their own, wider HNSW beam."""
-    from pixel_detective_dagster.index import edge, server
+def test_filtered_queries_search_a_wider_beam_and_fused_candidates_skip_the_rescoring() -> None:
+    """A filter thins the graph a query walks: both backends give filtered queries their own, wider HNSW beam. The
+    dense candidates of a fused query are ranked by the quantized copy alone (no reads of the original vectors)."""
+    import qdrant_edge as qe
+    from qdrant_client import models as m
+
+    from pixel_detective_dagster.index.points import search_params
 
     settings = IndexSettings(search_ef=100, filtered_search_ef=400)
-    for build in (edge._search_params, server._search_params):
-        assert (build(settings, False).hnsw_ef, build(settings, True).hnsw_ef) == (100, 400)
+    for models in (qe, m):
+        assert [search_params(models, settings, filtered).hnsw_ef for filtered in (False, True)] == [100, 400]
+        assert search_params(models, settings, False).quantization.rescore
+        assert not search_params(models, settings, False, rescore=False).quantization.rescore
+        assert search_params(models, IndexSettings(quantization=False), False, rescore=False).quantization is None
 
 
 def test_bulk_parts_are_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:

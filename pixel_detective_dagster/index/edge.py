@@ -47,6 +47,7 @@ from pixel_detective_dagster.index.points import (
     caption_query,
     record_point,
     scored_hits,
+    search_params,
 )
 from pixel_detective_dagster.storage.space import MIB, require_space
 from pixel_detective_dagster.storage.tree_copy import copy_tree_sparse
@@ -79,12 +80,6 @@ def _payload_schema(kind: str, graph: bool, in_ram: bool) -> Any:
         "integer": qe.IntegerIndexParams,
         "datetime": qe.DatetimeIndexParams,
     }[kind](enable_hnsw=graph, memory=memory)
-
-
-def _search_params(settings: IndexSettings, filtered: bool) -> Any:
-    rescore = qe.QuantizationSearchParams(rescore=True, oversampling=2.0) if settings.quantization else None
-    acorn = qe.AcornSearchParams(enable=True) if settings.acorn else None
-    return qe.SearchParams(hnsw_ef=settings.beam(filtered), quantization=rescore, acorn=acorn)
 
 
 class EdgeIndex(QdrantIndex):
@@ -453,7 +448,7 @@ class EdgeIndex(QdrantIndex):
             else None
         )
         sparse = qe.Query.Nearest(caption_query(spec.text), using=CAPTION_VECTOR) if spec.text else None
-        params = _search_params(self.settings, where is not None)
+        filtered = where is not None
         common = {
             "limit": spec.limit,
             "offset": spec.offset,
@@ -463,11 +458,14 @@ class EdgeIndex(QdrantIndex):
         }
         if dense is not None and sparse is not None:
             prefetches = [
-                qe.Prefetch(spec.candidates, query=dense, filter=where, params=params),
+                qe.Prefetch(
+                    spec.candidates, query=dense, filter=where, params=search_params(qe, self.settings, filtered, False)
+                ),
                 qe.Prefetch(spec.candidates, query=sparse, filter=where),
             ]
             return qe.QueryRequest(query=qe.Fusion.Rrf(k=RRF_K), prefetches=prefetches, **common)
-        return qe.QueryRequest(query=dense or sparse, params=params if dense is not None else None, **common)
+        params = search_params(qe, self.settings, filtered) if dense is not None else None
+        return qe.QueryRequest(query=dense or sparse, params=params, **common)
 
     def _run(self, specs: list[QuerySpec]) -> list[list[Hit]]:
         with self._shard() as shard:

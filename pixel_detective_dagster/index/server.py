@@ -24,6 +24,7 @@ from pixel_detective_dagster.index.points import (
     caption_query,
     record_point,
     scored_hits,
+    search_params,
 )
 
 
@@ -52,14 +53,6 @@ def _payload_schema(kind: str, graph: bool, in_ram: bool) -> Any:
         "integer": lambda: m.IntegerIndexParams(type=m.IntegerIndexType.INTEGER, **common),
         "datetime": lambda: m.DatetimeIndexParams(type=m.DatetimeIndexType.DATETIME, **common),
     }[kind]()
-
-
-def _search_params(settings: IndexSettings, filtered: bool) -> Any:
-    from qdrant_client import models as m  # lazy: the embedded index never loads qdrant_client (~1 s)
-
-    rescore = m.QuantizationSearchParams(rescore=True, oversampling=2.0) if settings.quantization else None
-    acorn = m.AcornSearchParams(enable=True) if settings.acorn else None
-    return m.SearchParams(hnsw_ef=settings.beam(filtered), quantization=rescore, acorn=acorn)
 
 
 def _sparse(vector: Any) -> Any:
@@ -254,7 +247,7 @@ class ServerIndex(QdrantIndex):
             "filter": where,
             "score_threshold": spec.score_threshold,
         }
-        params = _search_params(self.settings, where is not None)
+        filtered = where is not None
         if len(sources) == 2:
             prefetch = [
                 m.Prefetch(
@@ -262,13 +255,14 @@ class ServerIndex(QdrantIndex):
                     using=using,
                     limit=spec.candidates,
                     filter=where,
-                    params=params if using == self.vector else None,
+                    params=search_params(m, self.settings, filtered, False) if using == self.vector else None,
                 )
                 for q, using in sources
             ]
             return m.QueryRequest(query=m.RrfQuery(rrf=m.Rrf(k=RRF_K)), prefetch=prefetch, **common)
         query, using = sources[0] if sources else (None, None)
-        return m.QueryRequest(query=query, using=using, params=params if using == self.vector else None, **common)
+        params = search_params(m, self.settings, filtered) if using == self.vector else None
+        return m.QueryRequest(query=query, using=using, params=params, **common)
 
     def _run(self, specs: list[QuerySpec]) -> list[list[Hit]]:
         if not self.exists():
