@@ -546,8 +546,9 @@ def batch_cases(root: Path, n: int) -> list[Figure]:
 
 
 def _bulk_pass_kb() -> int:
-    """The main case's bulk parts, as the product reads them (``PIXEL_DETECTIVE_INDEX_BULK_PASS_KB``; 0: one pass)."""
-    return int(os.environ.get(BULK_PASS_ENV) or 0)
+    """The main case's bulk parts, as the product reads them (``PIXEL_DETECTIVE_INDEX_BULK_PASS_KB``, else the default;
+    0: one pass)."""
+    return int(os.environ.get(BULK_PASS_ENV) or IndexSettings.bulk_pass_kb)
 
 
 def cases(quick: bool, scale: str = "100k") -> list[Figure]:

@@ -413,15 +413,17 @@ def test_filtered_queries_search_a_wider_beam_and_fused_candidates_skip_the_resc
 
 
 def test_bulk_parts_are_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Off by default (one pass at the end); ``PIXEL_DETECTIVE_INDEX_BULK_PASS_KB`` sets the part, and the segment
-    cap follows it (between one part and two, so parts are never merged again)."""
+    """Parts of 900,000 KB by default (loads smaller than that get one pass at the end);
+    ``PIXEL_DETECTIVE_INDEX_BULK_PASS_KB`` sets the part, and the segment cap follows it (one part, so a finished part
+    is never merged again)."""
     from dagster import build_resources
 
     from pixel_detective_dagster.defs.resources import resources_from_env
 
-    assert IndexSettings().bulk_pass_kb == 0 and IndexSettings().segment_cap_kb is None
+    assert IndexSettings().bulk_pass_kb == 900_000 and IndexSettings().segment_cap_kb == 900_000
+    assert IndexSettings(bulk_pass_kb=0).segment_cap_kb is None  # one pass: the engine's own cap
     monkeypatch.setenv("PIXEL_DETECTIVE_INDEX_BULK_PASS_KB", "700000")
     with build_resources({"vector_index": resources_from_env()["vector_index"]}) as resources:
         settings = resources.vector_index.settings
-    assert settings.bulk_pass_kb == 700_000 and settings.segment_cap_kb == 1_050_000
+    assert settings.bulk_pass_kb == 700_000 and settings.segment_cap_kb == 700_000
     assert IndexSettings(bulk_pass_kb=10, max_segment_kb=12).segment_cap_kb == 12

@@ -103,14 +103,15 @@ class IndexSettings:
     # the optimizer pass (and opening the shard for it) until this many points were written since the last one
     indexing_threshold_kb: int = 10_000
     # a bulk load runs an optimizer pass, and reopens the shard, each time this many KB of dense vectors were
-    # written since the last pass (0, the default: one pass at the end). The pass builds that part's segment alone,
-    # and reopening unmaps the pages it touched, which count in the process's RSS. At 1M points, parts of 700,000
-    # (about 342k CLIP points) held the peak at 4.4 GiB against 10.9 GiB, but made the load searchable in 1,012 s
-    # against 758 s and hybrid p99 57 ms against 9.6 (benchmarks/README.md): a choice for machines short of memory
-    # (``index.bulk_pass_kb``). Embedded backend only: a Qdrant server optimizes in its own process
-    bulk_pass_kb: int = 0
-    # the optimizer merges no segments into one larger than this (KB of vectors, 1 KB = 256 floats); 0: the
-    # engine's choice (256,000 per core), or with ``bulk_pass_kb`` 1.5 parts, so two parts are never merged again
+    # written since the last pass (about 440k CLIP points; 0: one pass at the end). The pass builds that part's
+    # segment alone, and reopening unmaps the pages it touched, which count in the process's RSS. Loads smaller than
+    # one part are untouched (one pass at the end). At 1M points one pass peaked at 10.9 GiB, parts of 900,000 KB at
+    # 5.4 GiB, searchable in 708 s against 758 (benchmarks/README.md, 2026-12-02). Embedded backend only: a Qdrant
+    # server optimizes in its own process
+    bulk_pass_kb: int = 900_000
+    # the optimizer merges no segments into one larger than this (KB of vectors, 1 KB = 256 floats); 0: one part
+    # (``bulk_pass_kb``), so a pass never merges the last part's remainder into a finished part and builds it again
+    # (the engine's choice, 256,000 per core, with parts off)
     max_segment_kb: int = 0
     # payload fields whose values get their own HNSW links (``enable_hnsw``), so a filter on them still walks
     # a connected graph; links for every field cost most of the optimizer pass at 100k (benchmarks/README.md)
@@ -125,7 +126,7 @@ class IndexSettings:
     @property
     def segment_cap_kb(self) -> int | None:
         """The largest segment the optimizer may build (None: the engine's choice)."""
-        return self.max_segment_kb or (self.bulk_pass_kb * 3 // 2 if self.bulk_pass_kb else None)
+        return self.max_segment_kb or self.bulk_pass_kb or None
 
     def beam(self, filtered: bool) -> int:
         """The HNSW ``ef`` of one query: wider when a filter thins the graph it walks."""
