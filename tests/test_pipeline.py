@@ -102,6 +102,7 @@ def test_full_graph_then_incremental_changes(env: Path, photos: Path, capsys: py
     status = json.loads(capsys.readouterr().out)
     assert status["index_points"] == 5 and status["failed"] == 3 and status["batches"] == 2
     assert status["index_optimizer"] == "idle" and status["index_segments"] >= 1  # index health, without waiting
+    assert status["index_writes_since_pass"] >= status["index_points"]  # writes, not points: payload updates count
 
 
 def test_search_text_and_image(env: Path, photos: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -103,7 +103,9 @@ class Admin:
             "index_indexed_vectors": health.indexed_vectors,
             "index_segments": health.segments,
             "index_optimizer": health.optimizer,
-            "index_unoptimized": health.unoptimized,  # points written since the last optimizer pass (embedded)
+            # writes since the last optimizer pass (embedded): each upsert, payload or caption change moves a point
+            # into the appendable segment, so a map refresh counts again points that were already there
+            "index_writes_since_pass": health.unoptimized,
             "captions": describe_captions(captions_choice(self.catalog, collection), self.caption_model),
             "failures": [{"path": p, "reason": r} for p, r in self.catalog.failures(collection)],
         }
