@@ -459,7 +459,10 @@ class EdgeIndex(QdrantIndex):
         if dense is not None and sparse is not None:
             prefetches = [
                 qe.Prefetch(
-                    spec.candidates, query=dense, filter=where, params=search_params(qe, self.settings, filtered, False)
+                    spec.candidates,
+                    query=dense,
+                    filter=where,
+                    params=search_params(qe, self.settings, filtered, rescore=False),
                 ),
                 qe.Prefetch(spec.candidates, query=sparse, filter=where),
             ]

@@ -255,7 +255,7 @@ class ServerIndex(QdrantIndex):
                     using=using,
                     limit=spec.candidates,
                     filter=where,
-                    params=search_params(m, self.settings, filtered, False) if using == self.vector else None,
+                    params=search_params(m, self.settings, filtered, rescore=False) if using == self.vector else None,
                 )
                 for q, using in sources
             ]
