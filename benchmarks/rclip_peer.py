@@ -98,9 +98,10 @@ def setup(work: Path, count: int) -> None:
 
 def measure(count: int, repeats: int, baseline_tree: Path | None = None) -> list[Figure]:
     rclip = shutil.which("rclip", path=str(Path(sys.executable).parent)) or shutil.which("rclip")
-    pixel_detective = shutil.which("pixel-detective", path=str(Path(sys.executable).parent))
-    if not rclip or not pixel_detective:
-        raise SystemExit("needs rclip and pixel-detective on the PATH of this Python (pip install --no-deps rclip)")
+    if not rclip:
+        raise SystemExit("needs rclip on the PATH of this Python (pip install --no-deps rclip)")
+    # the `pixel-detective` command as ``python -m``, so a tree on PYTHONPATH runs its own entry point
+    pixel_detective = [sys.executable, "-m", "pixel_detective_dagster.app.cli"]
     with tempfile.TemporaryDirectory(prefix="pd-bench-rclip-") as tmp:
         work = Path(tmp)
         subprocess.run([sys.executable, "-m", "benchmarks.rclip_peer", "--setup", str(work), str(count)], check=True)
@@ -113,8 +114,8 @@ def measure(count: int, repeats: int, baseline_tree: Path | None = None) -> list
             "PIXEL_DETECTIVE_DEVICE": "cpu",
         }
         runs: dict[str, list[Usage]] = defaultdict(list)
-        ingest = [pixel_detective, "ingest", str(photos), "--collection", "bench", "--captions", "off"]
-        warm = [pixel_detective, "ingest", str(work / "warm"), "--collection", "warm", "--captions", "off"]
+        ingest = [*pixel_detective, "ingest", str(photos), "--collection", "bench", "--captions", "off"]
+        warm = [*pixel_detective, "ingest", str(work / "warm"), "--collection", "warm", "--captions", "off"]
         trees = {"pd": None, **({"tree": baseline_tree} if baseline_tree else {})}
         for _ in range(repeats):  # interleaved: load on the shared machine hits every party alike
             envs = {}

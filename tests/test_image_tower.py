@@ -19,13 +19,16 @@ from pixel_detective_dagster.defs.resources import resources_from_env
 from pixel_detective_dagster.models import image_tower
 from pixel_detective_dagster.models.clip import ClipEncoder, load_clip
 from pixel_detective_dagster.models.image_tower import (
+    CALL_IMAGES,
     ImageTower,
     image_tower_dir,
     load_image_encoder,
+    open_image_tower,
     torch_free,
 )
 from pixel_detective_dagster.models.tiny import make_tiny_clip
 from pixel_detective_dagster.samples.images import generate_folder
+from pixel_detective_dagster.storage.cores import usable_cores
 
 # a fresh process embeds the files named in argv with the recorded tower and reports what it imported
 EMBED = """
@@ -150,14 +153,27 @@ def test_the_tower_batches_like_the_torch_encoder(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("PIXEL_DETECTIVE_HOME", str(tmp_path / "home"))
     source = str(make_tiny_clip(tmp_path / "clip"))
     load_image_encoder(source, None, device="cpu", batch_size=3)
-    from pixel_detective_dagster.models.image_tower import open_image_tower
-
     tower = open_image_tower(image_tower_dir(source, None, "cpu", "auto"), batch_size=3)
     assert isinstance(tower, ImageTower) and tower.batcher.limit == 3 and tower.gpu_decoder() is None
     pixels = np.random.default_rng(0).integers(0, 256, (7, 3, tower.image_size, tower.image_size), dtype=np.uint8)
     vectors = tower.encode_batch(pixels)
     assert len(vectors) == 7 and np.allclose([np.linalg.norm(v) for v in vectors], 1, atol=1e-5)
     np.testing.assert_allclose(np.stack(vectors), tower.encode_images(pixels), atol=1e-6)  # chunks change nothing
+
+
+def test_a_batch_runs_as_calls_side_by_side_with_the_same_embeddings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PIXEL_DETECTIVE_HOME", str(tmp_path / "home"))
+    source = str(make_tiny_clip(tmp_path / "clip"))
+    load_image_encoder(source, None, device="cpu")
+    tower = open_image_tower(image_tower_dir(source, None, "cpu", "auto"))
+    assert tower.callers == usable_cores() and tower.batcher.limit == CALL_IMAGES * usable_cores()
+    pixels = np.random.default_rng(1).integers(0, 256, (2 * CALL_IMAGES + 3, 3, tower.image_size, tower.image_size))
+    tower.callers = 3  # three calls at once, the last one short
+    together = tower.encode_images(pixels.astype(np.uint8))
+    alone = np.concatenate([tower.encode_images(p[None].astype(np.uint8)) for p in pixels])
+    np.testing.assert_allclose(together, alone, atol=1e-5)  # one vector per image, in order
 
 
 def test_device_and_precision_are_known_without_torch() -> None:

@@ -12,7 +12,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pixel_detective_dagster.app.arguments import (
     ArgumentParser,
@@ -25,6 +25,7 @@ from pixel_detective_dagster.app.arguments import (
     run_command,
     similarity,
 )
+from pixel_detective_dagster.app.process_exit import exit_now
 from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE
 from pixel_detective_dagster.index.points import DUPLICATE_THRESHOLD, SearchFilters
 from pixel_detective_dagster.storage.layout import resolve_home, validate_collection
@@ -463,5 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(args.func, args)
 
 
+def run() -> NoReturn:
+    """The ``pixel-detective`` executable: ``main``, then an exit that skips the interpreter's teardown."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
