@@ -101,7 +101,7 @@ def measure(count: int, repeats: int, baseline_tree: Path | None = None) -> list
     if not rclip:
         raise SystemExit("needs rclip on the PATH of this Python (pip install --no-deps rclip)")
     # the `pixel-detective` command as ``python -m``, so a tree on PYTHONPATH runs its own entry point
-    pixel_detective = [sys.executable, "-m", "pixel_detective_dagster.app.cli"]
+    pixel_detective = [sys.executable, "-m", "pixel_detective_dagster.app.executable"]
     with tempfile.TemporaryDirectory(prefix="pd-bench-rclip-") as tmp:
         work = Path(tmp)
         subprocess.run([sys.executable, "-m", "benchmarks.rclip_peer", "--setup", str(work), str(count)], check=True)

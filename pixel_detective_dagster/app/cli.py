@@ -12,7 +12,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from pixel_detective_dagster.app.arguments import (
     ArgumentParser,
@@ -25,7 +25,6 @@ from pixel_detective_dagster.app.arguments import (
     run_command,
     similarity,
 )
-from pixel_detective_dagster.app.process_exit import exit_now
 from pixel_detective_dagster.catalog.scanning import DEFAULT_BATCH_SIZE
 from pixel_detective_dagster.index.points import DUPLICATE_THRESHOLD, SearchFilters
 from pixel_detective_dagster.storage.layout import resolve_home, validate_collection
@@ -462,12 +461,3 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     quiet(args.verbose)
     return run_command(args.func, args)
-
-
-def run() -> NoReturn:
-    """The ``pixel-detective`` executable: ``main``, then an exit that skips the interpreter's teardown."""
-    exit_now(main())
-
-
-if __name__ == "__main__":
-    run()

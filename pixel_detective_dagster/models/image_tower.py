@@ -108,7 +108,9 @@ class ImageTower:
             return np.concatenate(list(pool.map(self._call, calls)))
 
     def _call(self, pixels: np.ndarray) -> np.ndarray:
-        inputs = (pixels.astype(np.float32) / 255 - self.mean) / self.std
+        inputs = pixels.astype(np.float32)  # (x / 255 - mean) / std in place: one array of the batch's size
+        inputs *= 1 / (255 * self.std)
+        inputs -= self.mean / self.std
         (features,) = self.session.run(None, {"input": inputs})
         norms = np.linalg.norm(features, axis=-1, keepdims=True)
         return (features / np.maximum(norms, 1e-12)).astype(np.float32)
