@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,12 +97,21 @@ def setup(work: Path, count: int) -> None:
     generate_folder(work / "warm", 2, "1mp", start=count)
 
 
+def executable(tree: Path) -> list[str]:
+    """The tree's own ``pixel-detective`` entry point (from its pyproject.toml) as a Python command line."""
+    scripts = tomllib.loads((tree / "pyproject.toml").read_text())["project"]["scripts"]
+    module, function = scripts["pixel-detective"].split(":")
+    return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
+
+
+def ingest(command: list[str], photos: Path) -> list[str]:
+    return [*command, "ingest", str(photos), "--collection", "bench", "--captions", "off"]
+
+
 def measure(count: int, repeats: int, baseline_tree: Path | None = None) -> list[Figure]:
     rclip = shutil.which("rclip", path=str(Path(sys.executable).parent)) or shutil.which("rclip")
     if not rclip:
         raise SystemExit("needs rclip on the PATH of this Python (pip install --no-deps rclip)")
-    # the `pixel-detective` command as ``python -m``, so a tree on PYTHONPATH runs its own entry point
-    pixel_detective = [sys.executable, "-m", "pixel_detective_dagster.app.executable"]
     with tempfile.TemporaryDirectory(prefix="pd-bench-rclip-") as tmp:
         work = Path(tmp)
         subprocess.run([sys.executable, "-m", "benchmarks.rclip_peer", "--setup", str(work), str(count)], check=True)
@@ -114,9 +124,8 @@ def measure(count: int, repeats: int, baseline_tree: Path | None = None) -> list
             "PIXEL_DETECTIVE_DEVICE": "cpu",
         }
         runs: dict[str, list[Usage]] = defaultdict(list)
-        ingest = [*pixel_detective, "ingest", str(photos), "--collection", "bench", "--captions", "off"]
-        warm = [*pixel_detective, "ingest", str(work / "warm"), "--collection", "warm", "--captions", "off"]
         trees = {"pd": None, **({"tree": baseline_tree} if baseline_tree else {})}
+        commands = {party: executable(tree or Path.cwd()) for party, tree in trees.items()}
         for _ in range(repeats):  # interleaved: load on the shared machine hits every party alike
             envs = {}
             for party, tree in trees.items():
@@ -127,13 +136,14 @@ def measure(count: int, repeats: int, baseline_tree: Path | None = None) -> list
                     "DAGSTER_HOME": str(home / "dagster"),
                     **({"PYTHONPATH": str(tree)} if tree else {}),
                 }
+                warm = [*commands[party], "ingest", str(work / "warm"), "--collection", "warm", "--captions", "off"]
                 run_measured(warm, work, envs[party])  # the once-per-model ONNX export (rclip ships its export ready)
-                runs[f"{party} first"].append(run_measured(ingest, work, envs[party]))
+                runs[f"{party} first"].append(run_measured(ingest(commands[party], photos), work, envs[party]))
             rclip_env = {**base_env, "RCLIP_DATADIR": str(fresh_rclip_dir(work / "rclip-models", work))}
             query = [rclip, "-f", "-t", "1", "a photo"]
             runs["rclip first"].append(run_measured(query, photos, rclip_env))
             for party in trees:
-                runs[f"{party} again"].append(run_measured(ingest, work, envs[party]))
+                runs[f"{party} again"].append(run_measured(ingest(commands[party], photos), work, envs[party]))
             runs["rclip again"].append(run_measured(query, photos, rclip_env))
     median = {
         k: Usage(*(statistics.median(getattr(u, f) for u in v) for f in Usage.__dataclass_fields__))
