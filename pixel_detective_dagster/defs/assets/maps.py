@@ -48,7 +48,8 @@ def umap_projection(
     by transform, a full refit when the collection has grown past ``refit_fraction`` or on request."""
     engine, choice = projection.make_engine(storage.layout)
     metadata: dict[str, object] = {"engine": engine.name, "engine_reason": choice.reason}
-    for collection in collections_of(context.partition_keys):
+    collections = collections_of(context.partition_keys)  # each read of the keys asks the instance again
+    for collection in collections:
         index = vector_index.for_collection(storage.layout, collection)
         points = index.all_points(with_vectors=True)
         path = storage.layout.collection_dir(collection) / MAP_FILE
@@ -65,7 +66,7 @@ def umap_projection(
         written = set_changed_payloads(index, points, coordinate_payloads(update.ids, update.coords))
         metadata.update(per_collection(collection, map_metadata(update, points, written, path)))
         context.log.info(f"{collection}: {update.mode} ({update.reason})")
-    return MaterializeResult(metadata=metadata | search_page_links(collections_of(context.partition_keys)))
+    return MaterializeResult(metadata=metadata | search_page_links(collections))
 
 
 @asset(
@@ -86,7 +87,9 @@ def image_clusters(
     engine, _ = projection.make_engine(storage.layout)
     settings = projection.settings()
     metadata: dict[str, object] = {"clusterer": settings.clusterer}
-    for collection in collections_of(context.partition_keys):
+    keys = context.partition_keys  # each read of the keys asks the instance again
+    collections = collections_of(keys)
+    for collection in collections:
         index = vector_index.for_collection(storage.layout, collection)
         coords = read_parquet(storage.layout.collection_dir(collection) / MAP_FILE).set_index("id")
         points = [p for p in index.all_points(with_vectors=True) if p.id in coords.index]
@@ -99,5 +102,5 @@ def image_clusters(
         path = write_parquet(table, out)
         written = set_changed_payloads(index, points, cluster_payloads(table))
         metadata.update(per_collection(collection, cluster_metadata(table, written, path, collection)))
-    storage.catalog.mark_finished(context.partition_keys)  # what an unchanged re-ingest checks without Dagster
-    return MaterializeResult(metadata=metadata | search_page_links(collections_of(context.partition_keys)))
+    storage.catalog.mark_finished(keys)  # what an unchanged re-ingest checks without Dagster
+    return MaterializeResult(metadata=metadata | search_page_links(collections))
