@@ -94,7 +94,7 @@ def test_search_works_before_captions_land_and_reruns_are_idempotent(registered_
     assert {h: p["caption"] for h, p in index_points("pics").items()} == {h: p["caption"] for h, p in captioned.items()}
     with build_resources(resources_from_env()) as r:
         index = r.vector_index.for_collection(r.storage.layout, "pics")
-        assert points_match_catalog(r.storage.catalog, index, "pics").passed
+        assert points_match_catalog(r.storage.catalog, "pics", index.all_points()).passed
         hybrid = run_search(SearchRequest("pics", text=next(iter(captioned.values()))["caption"], hybrid=True))
         assert len(hybrid.results) == 6
 

@@ -52,30 +52,30 @@ def test_each_check_catches_its_silent_failure(env: Path, photos: Path) -> None:
             resources.storage.catalog,
             resources.vector_index.for_collection(resources.storage.layout, "pics"),
         )
-        assert points_match_catalog(catalog, index, "pics").passed
-        assert vectors_are_usable(index).passed and points_have_thumbnail(index).passed
-        assert points_have_caption(index).passed
+        assert points_match_catalog(catalog, "pics", index.all_points()).passed
+        assert vectors_are_usable(index.all_points()).passed and points_have_thumbnail(index.all_points()).passed
+        assert points_have_caption(index.all_points()).passed
 
         points = index_points("pics")
         first, second, third = list(points.values())[:3]
         index.delete([first["id"]])  # a point lost
-        lost = points_match_catalog(catalog, index, "pics")
+        lost = points_match_catalog(catalog, "pics", index.all_points())
         assert not lost.passed and lost.metadata["missing"] == [first["id"]]
 
         stray = IndexPoint(point_id("pics", "0" * 64), np.zeros(len(second["vector"]), np.float32), {"hash": "0" * 64})
         index.upsert([stray])  # a point nobody asked for, with a zero vector
-        assert points_match_catalog(catalog, index, "pics").metadata["unexpected"] == [stray.id]
-        zero = vectors_are_usable(index)
+        assert points_match_catalog(catalog, "pics", index.all_points()).metadata["unexpected"] == [stray.id]
+        zero = vectors_are_usable(index.all_points())
         assert not zero.passed and zero.metadata["examples"] == [stray.id]
         index.delete([stray.id])
-        assert vectors_are_usable(index).passed
+        assert vectors_are_usable(index.all_points()).passed
 
         index.set_payload({second["id"]: {"caption": ""}})  # an empty caption
         Path(third["thumbnail"]).unlink()  # a thumbnail gone from the store
-        uncaptioned, thumbless = points_have_caption(index), points_have_thumbnail(index)
+        uncaptioned, thumbless = points_have_caption(index.all_points()), points_have_thumbnail(index.all_points())
         assert not uncaptioned.passed and uncaptioned.metadata["examples"] == [second["id"]]
         assert not thumbless.passed and thumbless.metadata["examples"] == [third["id"]]
-        assert points_have_caption(index, captions_on=False).metadata == {"captions": "off"}
+        assert points_have_caption([], captions_on=False).metadata == {"captions": "off"}
 
     manifest = pd.DataFrame({"status": ["ok", "ok", "ok", "ok", "failed", "deleted"]})
     assert failed_ratio(manifest).passed  # 1 of 5 new or changed files

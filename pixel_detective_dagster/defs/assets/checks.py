@@ -5,7 +5,7 @@ manifests (``image_manifest``) of the run's batches. Partitioned checks showed "
 asset's sidebar while their detail said "Passed"; one evaluation per run shows the same everywhere.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pandas as pd
 from dagster import (
@@ -31,7 +31,7 @@ from pixel_detective_dagster.index.health import (
     points_match_catalog,
     vectors_are_usable,
 )
-from pixel_detective_dagster.index.vector_index import VectorIndex
+from pixel_detective_dagster.index.points import IndexPoint
 from pixel_detective_dagster.storage.artifacts import read_parquet
 from pixel_detective_dagster.storage.layout import parse_batch_key
 
@@ -52,18 +52,18 @@ def _combined(results: dict[str, Health], **result: object) -> AssetCheckResult:
 
 
 INDEXED = vector_index.key  # the resource parameter below shadows the asset's name
-INDEX_CHECKS: dict[str, tuple[str, Callable[[Catalog, str, VectorIndex], Health]]] = {
+INDEX_CHECKS: dict[str, tuple[str, Callable[[Catalog, str, Sequence[IndexPoint]], Health]]] = {
     "one_point_per_unique_image": (
         "The index holds exactly one point per unique content the catalog calls indexed.",
-        lambda catalog, c, index: points_match_catalog(catalog, index, c),
+        points_match_catalog,
     ),
     "no_nan_or_zero_vectors": (
         "No indexed vector is NaN, infinite or all zeros.",
-        lambda _catalog, _c, index: vectors_are_usable(index),
+        lambda _catalog, _c, points: vectors_are_usable(points),
     ),
     "every_point_has_thumbnail": (
         "Each point's thumbnail file exists.",
-        lambda _catalog, _c, index: points_have_thumbnail(index),
+        lambda _catalog, _c, points: points_have_thumbnail(points),
     ),
 }
 
@@ -74,14 +74,13 @@ INDEX_CHECKS: dict[str, tuple[str, Callable[[Catalog, str, VectorIndex], Health]
 def vector_index_health(
     context: AssetCheckExecutionContext, storage: StorageResource, vector_index: VectorIndexResource
 ) -> Iterator[AssetCheckResult]:
-    """The index's checks in one step, over one opening of each collection's index (as three steps, each
-    paid Dagster's step overhead and an index opening)."""
+    """The index's checks in one step, over one read of each collection's points (as three steps, each
+    paid Dagster's step overhead and an index opening, and each check read every point again)."""
     results: dict[str, dict[str, Health]] = {name: {} for name in INDEX_CHECKS}
     for collection in _collections(context):
-        index = vector_index.for_collection(storage.layout, collection)
-        with index.session():
-            for name, (_, check) in INDEX_CHECKS.items():
-                results[name][collection] = check(storage.catalog, collection, index)
+        points = vector_index.for_collection(storage.layout, collection).all_points(with_vectors=True)
+        for name, (_, check) in INDEX_CHECKS.items():
+            results[name][collection] = check(storage.catalog, collection, points)
     for name, per_collection in results.items():
         yield _combined(per_collection, check_name=name, asset_key=INDEXED)
 
@@ -92,12 +91,11 @@ def captions_indexed(
 ) -> AssetCheckResult:
     """Each point of a collection with captions on has a non-empty caption (warns: points without one stay
     searchable by CLIP, they only rank lower in caption and hybrid search)."""
-    results = {
-        c: points_have_caption(
-            vector_index.for_collection(storage.layout, c), captions_choice(storage.catalog, c) != OFF
-        )
-        for c in _collections(context)
-    }
+    results = {}
+    for collection in _collections(context):
+        on = captions_choice(storage.catalog, collection) != OFF
+        index = vector_index.for_collection(storage.layout, collection)
+        results[collection] = points_have_caption(index.all_points(with_vectors=False) if on else [], on)
     return _combined(results, severity=AssetCheckSeverity.WARN)
 
 
