@@ -47,9 +47,13 @@ from pixel_detective_dagster.models.tiny import make_random_blip_base, make_rand
 from pixel_detective_dagster.samples.images import generate_folder
 
 
-def _images(folder: Path, count: int, size: str) -> list[tuple[str, str]]:
-    paths = generate_folder(folder, count, size)
+def hashed(paths: Sequence[Path]) -> list[tuple[str, str]]:
+    """(content hash, file name) of each of ``paths``, as ``run_over_contents`` takes them."""
     return [(content_hash(p.read_bytes()), p.name) for p in paths]
+
+
+def _images(folder: Path, count: int, size: str) -> list[tuple[str, str]]:
+    return hashed(generate_folder(folder, count, size))
 
 
 def make_previews(root: Path, items: list[tuple[str, str]], target: Path) -> dict[str, Path]:
@@ -148,8 +152,10 @@ def throughput(
     batch_size: int,
     repeat: int,
     previews: dict[str, Path] | None = None,
+    gpu_decode: Callable[[Sequence[bytes]], list[object]] | None = None,
 ) -> list[Figure]:
-    """End-to-end images/s (the assets' path) against bare forward images/s on the same, pre-decoded images."""
+    """End-to-end images/s (the assets' path, with their GPU decoder if any) against bare forward images/s on
+    the same, pre-decoded images."""
     pixels = _stack([prepare((root / name).read_bytes()) for _, name in items])
     infer(pixels[:batch_size])  # warm-up: kernels, allocator, lazy initialisation
     waits: list[float] = []
@@ -159,7 +165,9 @@ def throughput(
             infer(pixels[start : start + batch_size])
 
     def end_to_end() -> None:
-        outcome = run_over_contents(root, items, {}, prepare, infer, batch_size, previews=previews)
+        outcome = run_over_contents(
+            root, items, {}, prepare, infer, batch_size, previews=previews, gpu_decode=gpu_decode
+        )
         assert len(outcome.results) == len(items), outcome.failures
         waits.append(outcome.decode_wait_seconds)
 

@@ -45,3 +45,20 @@ def test_index_benchmark_names_its_figures_and_measures_recall_against_brute_for
     assert set(wanted) <= set(figures)
     assert figures["recall@10 nearest"].value == figures["recall@10 filtered"].value == 1.0  # small: exact scan
     assert 0 < figures["+1,000 points searchable (s)"].value and figures["disk MiB"].value > 0
+
+
+def test_gpu_benchmark_runs_its_cases_on_the_cpu() -> None:
+    """The one-call GPU check (device time is scarce) runs end to end here, tiny models on the CPU."""
+    from benchmarks import gpu
+
+    figures = gpu.cases(quick=True)
+    cases = {f.case for f in figures}
+    assert {"decode 1mp JPEGs", "decode 12mp JPEGs"} <= cases
+    assert {
+        f"clip clip (onnx, cpu), {s} JPEGs from {o}" for s in ("1mp", "12mp") for o in ("originals", "previews")
+    } <= cases
+    assert any(c.startswith("captions blip (cpu)") for c in cases)
+    ingest = next(f for f in figures if f.case.startswith("pixel-detective ingest, 16 1 MP JPEGs"))
+    assert "clip_embeddings" in ingest.note and "thumbnails" in ingest.note, ingest.note
+    assert all(math.isfinite(f.ratio) and f.value > 0 and f.baseline > 0 for f in figures), format_table(figures)
+    assert not any(f.baseline_label == "issue 17 target" for f in figures)  # targets only stand on CUDA
