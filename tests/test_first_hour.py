@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dagster import DagsterInstance, EnvVar, materialize
+from dagster import DagsterInstance, EnvVar, build_resources, materialize
 
 from pixel_detective_dagster.app.cli import main
 from pixel_detective_dagster.app.instance_config import ensure_dagster_home
@@ -84,6 +84,26 @@ def test_resources_read_the_settings_file_and_env_vars_override_it(
     assert resources_from_env()["clip_model"].model == EnvVar("PIXEL_DETECTIVE_CLIP_MODEL")  # Dagster's EnvVar kept
     assert main(["models", "use", "default"]) == 0
     assert resources_from_env()["caption_model"].model == "Salesforce/blip-image-captioning-base"
+
+
+def test_every_setting_shows_the_default_its_resource_uses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pixel-detective config` shows each setting's default and the resources keep defaults of their own: setting
+    every variable to the default that config shows changes no resource's value, so the two never drift apart."""
+
+    def values() -> dict[str, dict[str, object]]:
+        with build_resources(resources_from_env()) as built:
+            return {key: getattr(built, key).model_dump() for key in resources_from_env()}
+
+    for setting in SETTINGS:
+        monkeypatch.delenv(setting.env, raising=False)
+    monkeypatch.setenv("PIXEL_DETECTIVE_HOME", str(tmp_path))
+    defaults = values()
+    shown = [s for s in SETTINGS if s.default is not None]
+    assert {"clip.model", "caption.max_new_tokens", "models.compile", "index.bulk_pass_kb"} <= {s.key for s in shown}
+    for setting in shown:
+        text = str(setting.default).lower() if setting.kind is bool else str(setting.default)
+        monkeypatch.setenv(setting.env, text)
+    assert values() == defaults
 
 
 def test_config_shows_each_value_and_its_source(

@@ -419,12 +419,9 @@ def test_bulk_parts_are_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     from dagster import build_resources
 
     from pixel_detective_dagster.defs.resources import resources_from_env
-    from pixel_detective_dagster.storage.settings import SETTINGS
 
     assert IndexSettings().bulk_pass_kb == 900_000 and IndexSettings().segment_cap_kb == 900_000
     assert IndexSettings(bulk_pass_kb=0).segment_cap_kb is None  # one pass: the engine's own cap
-    shown = next(s for s in SETTINGS if s.key == "index.bulk_pass_kb").default  # what `pixel-detective config` says
-    assert shown == IndexSettings.bulk_pass_kb
     monkeypatch.setenv("PIXEL_DETECTIVE_INDEX_BULK_PASS_KB", "700000")
     with build_resources({"vector_index": resources_from_env()["vector_index"]}) as resources:
         settings = resources.vector_index.settings
