@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,16 +33,20 @@ FINISHED = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
 
 
 def kill_inside(launcher: Launcher, instance: DagsterInstance, folder: Path, step: str) -> None:
-    """Start an ingest and SIGKILL it a moment after ``step`` starts, retrying sooner if the step was too quick."""
-    for delay in (0.15, 0.05, 0.0):
+    """Start an ingest and SIGKILL it as soon as ``step`` has started, again if the step was already over.
+
+    The process is stopped (SIGSTOP) the moment the step's start is seen, so it cannot finish the step, or the
+    whole run (the last steps of a small batch take milliseconds), between that look and the kill."""
+    for _ in range(3):
         known = {r.run_id for r in instance.get_runs()}
         pid = launcher.start_ingest(folder, "crash")
         run_id = wait_for_step_start(instance, pid, step, known)
         assert run_id is not None, launcher.output(pid)
-        time.sleep(delay)
+        os.kill(pid, signal.SIGSTOP)
+        over = step_events(instance, run_id, step) & FINISHED
         os.kill(pid, signal.SIGKILL)
-        assert launcher.wait(pid) == -signal.SIGKILL
-        if not step_events(instance, run_id, step) & FINISHED:
+        assert launcher.wait(pid) == -signal.SIGKILL, launcher.output(pid)
+        if not over:
             return  # killed while the step was running
     raise AssertionError(f"{step} always finished before the kill landed")
 
