@@ -20,6 +20,30 @@ import json, os, sys, traceback
 # third-party imports only: the project's modules read the environment when imported, so each fork imports them
 import dagster, open_clip, pandas, pyarrow.parquet, qdrant_client, qdrant_edge, sklearn, torch, transformers
 
+
+def stop_at(step, delay):
+    # Stop this process (SIGSTOP) `delay` s after `step` starts, or as the step ends if that comes first:
+    # a test then looks at a run that cannot move on, and kills it, without racing it.
+    import signal, threading
+    from dagster import DagsterEventType, DagsterInstance
+
+    handle = DagsterInstance.handle_new_event
+
+    def stop():
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    def watched(self, event, **kwargs):
+        handle(self, event, **kwargs)
+        ours = event.dagster_event is not None and event.dagster_event.step_key == step
+        kind = event.dagster_event.event_type if ours else None
+        if kind == DagsterEventType.STEP_START and delay:
+            threading.Timer(delay, stop).start()
+        elif kind in (DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+            stop()
+
+    DagsterInstance.handle_new_event = watched
+
+
 for line in sys.stdin:
     request = json.loads(line)
     if "wait" in request:
@@ -33,6 +57,8 @@ for line in sys.stdin:
         os.dup2(log, 2)
         os.environ.clear()
         os.environ.update(request["env"])
+        if request.get("stop_at"):
+            stop_at(*request["stop_at"])
         try:
             from pixel_detective_dagster.app.cli import main
 
@@ -64,11 +90,15 @@ class Launcher:
         self._process.stdin.flush()
         return json.loads(self._process.stdout.readline())
 
-    def start_ingest(self, folder: Path, collection: str, **env: str) -> int:
-        """Fork ``pixel-detective ingest folder --collection collection`` with this environment plus ``env``."""
+    def start_ingest(self, folder: Path, collection: str, stop_at: tuple[str, float] | None = None, **env: str) -> int:
+        """Fork ``pixel-detective ingest folder --collection collection`` with this environment plus ``env``.
+
+        ``stop_at`` (step, delay): the process stops itself (SIGSTOP) ``delay`` seconds into that step, or as
+        the step ends if sooner (see ``wait_until_stopped``)."""
         log = self.logs / f"ingest-{time.monotonic_ns()}.log"
         args = ["ingest", str(folder), "--collection", collection]
-        pid = self._ask({"args": args, "env": {**os.environ, **env}, "log": str(log)})["pid"]
+        request = {"args": args, "env": {**os.environ, **env}, "log": str(log), "stop_at": stop_at}
+        pid = self._ask(request)["pid"]
         self._log_of[pid] = log
         return pid
 
@@ -86,13 +116,28 @@ class Launcher:
         self._process.wait(timeout=60)
 
 
-def alive(pid: int) -> bool:
-    """Whether a forked command is still running (a finished, unreaped one is a zombie: not alive)."""
+def state(pid: int) -> str | None:
+    """The process's state letter (R, S, T stopped, Z finished but unreaped, ...); None once it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return stat.read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
-        return False
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Whether a forked command is still running (a finished, unreaped one is a zombie: not alive)."""
+    return state(pid) not in (None, "Z")
+
+
+def wait_until_stopped(pid: int, timeout: float = 300) -> bool:
+    """Wait for a command started with ``stop_at`` to stop itself; False if it ended (or ran on) instead."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive(pid):
+        if state(pid) == "T":
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def step_events(instance: DagsterInstance, run_id: str, step: str) -> set[DagsterEventType]:
@@ -106,11 +151,21 @@ def step_events(instance: DagsterInstance, run_id: str, step: str) -> set[Dagste
 def wait_for_step_start(
     instance: DagsterInstance, pid: int, step: str, known_runs: set[str], timeout: float = 300
 ) -> str | None:
-    """Poll the event log until a new run starts ``step``; its run id, or None if process ``pid`` ended first."""
+    """Poll the event log until a new run starts ``step``; its run id, or None if process ``pid`` ended first.
+
+    Each look reads only the step starts written since the last one: reading a run's whole log takes long on a
+    busy machine, and the last steps of a small batch (and the process) may be over by then."""
     deadline = time.monotonic() + timeout
+    cursors: dict[str, str | None] = {}
     while time.monotonic() < deadline and alive(pid):
         for run in instance.get_runs(limit=5):
-            if run.run_id not in known_runs and DagsterEventType.STEP_START in step_events(instance, run.run_id, step):
+            if run.run_id in known_runs:
+                continue
+            page = instance.get_records_for_run(
+                run.run_id, cursor=cursors.get(run.run_id), of_type=DagsterEventType.STEP_START
+            )
+            cursors[run.run_id] = page.cursor
+            if any(r.event_log_entry.dagster_event.step_key == step for r in page.records):
                 return run.run_id
         time.sleep(0.02)
     return None

@@ -12,7 +12,7 @@ from dagster import DagsterEventType, DagsterInstance
 from hostile_files import encoded, picture
 from inspection import catalog_rows, index_points
 from PIL import Image
-from processes import Launcher, step_events, wait_for_step_start
+from processes import Launcher, step_events, wait_until_stopped
 
 from pixel_detective_dagster.app.instance_config import ensure_dagster_home
 from pixel_detective_dagster.index.vector_index import point_id
@@ -33,16 +33,15 @@ FINISHED = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
 
 
 def kill_inside(launcher: Launcher, instance: DagsterInstance, folder: Path, step: str) -> None:
-    """Start an ingest and SIGKILL it as soon as ``step`` has started, again if the step was already over.
+    """SIGKILL an ingest a moment after ``step`` starts, sooner if the step was over by then.
 
-    The process is stopped (SIGSTOP) the moment the step's start is seen, so it cannot finish the step, or the
-    whole run (the last steps of a small batch take milliseconds), between that look and the kill."""
-    for _ in range(3):
+    The process stops itself at that moment, or as the step ends if that comes first (``stop_at``), so the
+    kill never races the run: a quick last step cannot let the process finish before the kill lands."""
+    for delay in (0.15, 0.05, 0.0):
         known = {r.run_id for r in instance.get_runs()}
-        pid = launcher.start_ingest(folder, "crash")
-        run_id = wait_for_step_start(instance, pid, step, known)
-        assert run_id is not None, launcher.output(pid)
-        os.kill(pid, signal.SIGSTOP)
+        pid = launcher.start_ingest(folder, "crash", stop_at=(step, delay))
+        assert wait_until_stopped(pid), launcher.output(pid)
+        (run_id,) = {r.run_id for r in instance.get_runs()} - known
         over = step_events(instance, run_id, step) & FINISHED
         os.kill(pid, signal.SIGKILL)
         assert launcher.wait(pid) == -signal.SIGKILL, launcher.output(pid)
