@@ -23,6 +23,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ from pixel_detective_dagster.models.inference import run_over_contents
 from pixel_detective_dagster.models.onnx_sessions import cpu_session
 from pixel_detective_dagster.models.tiny import make_random_blip_base, make_random_clip, make_tiny_models
 from pixel_detective_dagster.samples.images import generate_folder
+from pixel_detective_dagster.storage.cores import usable_cores
 
 
 def hashed(paths: Sequence[Path]) -> list[tuple[str, str]]:
@@ -57,14 +59,17 @@ def _images(folder: Path, count: int, size: str) -> list[tuple[str, str]]:
 
 
 def make_previews(root: Path, items: list[tuple[str, str]], target: Path) -> dict[str, Path]:
-    """The thumbnail step's previews of ``items`` (shorter side 384, JPEG), as the model steps receive them."""
+    """The thumbnail step's previews of ``items`` (shorter side 384, JPEG), as the model steps receive them; made
+    on every usable core (Pillow decodes and encodes without the GIL)."""
     settings = ThumbnailSettings()
-    previews = {}
-    for content, name in items:
+
+    def make(content: str, name: str) -> Path:
         _, preview = make_views((root / name).read_bytes(), settings.longest_side, settings.preview_side)
-        previews[content] = target / f"{content}.jpg"
-        save_image_atomic(preview, previews[content], "jpeg", settings.preview_quality)
-    return previews
+        save_image_atomic(preview, target / f"{content}.jpg", "jpeg", settings.preview_quality)
+        return target / f"{content}.jpg"
+
+    with ThreadPoolExecutor(usable_cores()) as pool:
+        return dict(zip([c for c, _ in items], pool.map(make, *zip(*items))))
 
 
 def decode_once_figures(
