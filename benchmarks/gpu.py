@@ -192,6 +192,7 @@ def caption_figures(work: Path, models: dict[str, Path], items: list[tuple[str, 
 
 def cases(quick: bool) -> list[Figure]:
     work = Path(tempfile.mkdtemp(prefix="pd-bench-gpu-"))
+    FAILED.clear()
     if quick:
         models = make_tiny_models(work / "models")
         counts, caption_count, repeat = {"1mp": 16, "12mp": 4}, 4, 2

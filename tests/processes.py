@@ -133,8 +133,8 @@ def alive(pid: int) -> bool:
 def wait_until_stopped(pid: int, timeout: float = 300) -> bool:
     """Wait for a command started with ``stop_at`` to stop itself; False if it ended (or ran on) instead."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and alive(pid):
-        if state(pid) == "T":
+    while time.monotonic() < deadline and (now := state(pid)) not in (None, "Z"):
+        if now == "T":
             return True
         time.sleep(0.01)
     return False

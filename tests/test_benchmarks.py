@@ -52,6 +52,7 @@ def test_gpu_benchmark_runs_its_cases_on_the_cpu() -> None:
     from benchmarks import gpu
 
     figures = gpu.cases(quick=True)
+    assert not gpu.FAILED  # each section's traceback is in the captured output
     cases = {f.case for f in figures}
     assert {"decode 1mp JPEGs", "decode 12mp JPEGs"} <= cases
     assert {
